@@ -1,0 +1,22 @@
+# The two commands the README opens with: `make repro` (main job) and `make test` (tests).
+# Both set up .venv first (scripts/setup.sh; a no-op when it is up to date).
+VENV := .venv/bin
+# Stages call `incbench`, so the venv's bin goes first on PATH for everything make runs.
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: setup repro test lint bench
+setup:
+	bash scripts/setup.sh
+
+repro: setup
+	$(VENV)/dvc repro
+
+lint: setup
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+test: lint
+	$(VENV)/python -m pytest -q
+
+bench: setup
+	$(VENV)/python -m pytest benchmarks --benchmark-only --benchmark-json=results/benchmarks.json -s

@@ -1,0 +1,141 @@
+"""params.yaml: loading and validation, before any work is done.
+
+Every knob the pipeline reads lives in params.yaml (see the file for comments). Sections are
+parsed into frozen dataclasses; an unknown key, a wrong type or an out-of-range value is one
+clear `ConfigError` naming the key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from incbench import IncbenchError
+
+
+class ConfigError(IncbenchError):
+    pass
+
+
+def project_root() -> Path:
+    """The project folder: $INCBENCH_ROOT, else the current directory (where dvc runs us)."""
+    return Path(os.environ.get("INCBENCH_ROOT", ".")).resolve()
+
+
+def load_params(root: Path | None = None) -> dict[str, Any]:
+    path = (root or project_root()) / "params.yaml"
+    if not path.exists():
+        raise ConfigError(
+            f"no params.yaml in {path.parent}: run incbench from the project root "
+            "(or set INCBENCH_ROOT to it)"
+        )
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path} must hold a mapping at top level")
+    return params
+
+
+def from_mapping(cls: type, values: dict[str, Any] | None, where: str):
+    """Build dataclass `cls` from `values`, checking names and types; defaults fill the rest."""
+    values = dict(values or {})
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {unknown} in {where}; known keys: {sorted(fields)}. "
+            "Fix the spelling or remove them."
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {
+        name: _coerce(hints[name], value, f"{where}.{name}") for name, value in values.items()
+    }
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {where}: {exc}") from exc
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        inner = args[0] if args else Any
+        return tuple(_coerce(inner, v, where) for v in value)
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """The evaluation protocol (DESIGN.md sections 2 and 3); identical for every method."""
+
+    base_fraction: float = 0.5
+    n_windows: int = 5
+    window_mode: typing.Literal["count", "duration"] = "count"
+    holdout_fraction: float = 0.1
+    positive_threshold: float = 4.0
+    seed: int = 0
+    n_negatives: int = 4
+    min_window_rows: int = 20
+
+    def __post_init__(self):
+        checks = [
+            (0.0 < self.base_fraction < 1.0, "base_fraction must be in (0, 1), e.g. 0.5"),
+            (self.n_windows >= 1, "n_windows must be at least 1, e.g. 5"),
+            (0.0 <= self.holdout_fraction < 1.0, "holdout_fraction must be in [0, 1), e.g. 0.1"),
+            (self.n_negatives >= 1, "n_negatives must be at least 1, e.g. 4"),
+            (self.min_window_rows >= 1, "min_window_rows must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"invalid protocol in params.yaml: {message} ({self})")
+
+
+def protocol_from(params: dict[str, Any]) -> Protocol:
+    return from_mapping(Protocol, params.get("protocol"), "protocol")
