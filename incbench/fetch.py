@@ -9,6 +9,7 @@ attempt. A failure leaves nothing behind that a later step could mistake for goo
 from __future__ import annotations
 
 import hashlib
+import http.client
 import subprocess
 import sys
 import tempfile
@@ -114,7 +115,7 @@ def download(url: str, target: Path, sha256: str, timeout: float = 30.0) -> str:
                     f"{sha256}, got {digest}. The file is corrupt or not the published one; "
                     "nothing was kept. Try again, or another source."
                 )
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as exc:
         raise DataError(f"{url} unreachable: {exc}") from exc
     return digest
 

@@ -1,0 +1,98 @@
+"""The cost meter wrapped around every update (methods never time themselves).
+
+Wall seconds (with CUDA fences on GPU), process CPU seconds, and the exact peak memory of
+the metered block: on Linux the kernel's resident-set high-water mark (VmHWM) is reset through
+/proc/self/clear_refs before the block and read after it, so no sampler can miss a peak; on
+CUDA `torch.cuda.max_memory_allocated` is reset and read the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import psutil
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _vm_kb(field: str) -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter to the current RSS; False where unsupported."""
+    try:
+        _CLEAR_REFS.write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory since the last reset (VmHWM), else the process's lifetime peak."""
+    kb = _vm_kb("VmHWM")
+    if kb is not None:
+        return kb * 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def rss_bytes() -> int:
+    return psutil.Process(os.getpid()).memory_info().rss
+
+
+@dataclasses.dataclass
+class Measurement:
+    wall_s: float = float("nan")
+    cpu_s: float = float("nan")
+    peak_mem_mb: float = float("nan")
+    peak_mem_kind: str = "rss"
+
+
+class Meter:
+    """`with Meter(device) as m: ...` then read `m.result` (a Measurement)."""
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        self.result = Measurement()
+
+    def _sync(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+
+    def __enter__(self) -> Meter:
+        if self.device.startswith("cuda"):
+            import torch
+
+            self._sync()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            reset_peak_rss()
+        self._cpu0 = time.process_time()
+        self._wall0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._sync()
+        wall = time.perf_counter() - self._wall0
+        cpu = time.process_time() - self._cpu0
+        if self.device.startswith("cuda"):
+            import torch
+
+            peak, kind = torch.cuda.max_memory_allocated(), "cuda_allocated"
+        else:
+            peak, kind = peak_rss_bytes(), "rss"
+        self.result = Measurement(wall, cpu, peak / 2**20, kind)
