@@ -64,6 +64,48 @@ def cmd_split(args) -> None:
           f"windows ({sizes})")  # fmt: skip
 
 
+def cmd_pretrain(args) -> None:
+    from incbench.protocol import pretrain
+
+    out = pretrain(args.dataset, args.backbone, args.seed, _root())
+    print(f"pretrained M0 -> {out}")
+
+
+def cmd_run(args) -> None:
+    from incbench.protocol import run
+
+    out = run(args.dataset, args.backbone, args.method, args.seed, _root())
+    summary = json.loads((out / "summary.json").read_text())
+    nw = summary["next_window"]
+    detail = f"NDCG@10 {nw.get('ndcg@10')}" if summary["status"] == "ok" else summary["reason"]
+    print(f"{out.name}: {summary['status']} ({detail})")
+
+
+def cmd_report(args) -> None:
+    from incbench.report import report
+
+    for path in report(_root()):
+        print(f"wrote {path}")
+
+
+def cmd_methods(args) -> None:
+    from tabulate import tabulate
+
+    from incbench.method import all_methods
+
+    rows = [[m.name, m.version, m.description] for m in all_methods()]
+    print(tabulate(rows, headers=["method", "version", "description"]))
+
+
+def cmd_new_method(args) -> None:
+    from incbench.scaffold import new_method
+
+    path = new_method(args.name, _root())
+    print(
+        f"wrote {path}; next: add `{args.name}: {{}}` under `methods:` in params.yaml, then dvc repro"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="incbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("split", help="cut a fetched dataset into base period and windows")
     p.add_argument("name")
     p.set_defaults(func=cmd_split)
+    p = sub.add_parser("pretrain", help="train M0 on the base period")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=cmd_pretrain)
+    p = sub.add_parser("run", help="the prequential loop for one method and seed")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=cmd_run)
+    sub.add_parser("report", help="write results/tables from the runs").set_defaults(
+        func=cmd_report
+    )
+    sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)
+    p = sub.add_parser("new-method", help="write a documented method template into methods/")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_new_method)
     return parser
 
 

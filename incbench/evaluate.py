@@ -1,0 +1,118 @@
+"""Evaluation of one model on one period: next-window quality and holdout retention.
+
+Next window t (model M_{t-1}; DESIGN.md section 4):
+  - classification over every observed interaction of window t (both parts);
+  - ranking for each user with a positive in window t, over every item known by the end of
+    window t, excluding items the user interacted with before t (any part of any period);
+  - slices: cold users/items are those first seen in window t.
+Retention R[t][j] (model M_t, holdout part of period j <= t): the same, on the holdout rows of
+period j, ranking the items known by the end of period j and excluding items the user
+interacted with before j or in the train part of j — a fixed target, comparable across t.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from incbench.metrics import KS, classification, ranking, top_k
+
+USER_CHUNK = 1024
+
+
+def _mask(users: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], n_items: int) -> torch.Tensor:
+    """Dense bool [len(users), n_items] marking (user, item) pairs, for the given users."""
+    row = np.full(int(max(users.max(), pairs[0].max(initial=0))) + 1, -1, dtype=np.int64)
+    row[users] = np.arange(len(users))
+    u, i = pairs
+    keep = (u < len(row)) & (i < n_items)
+    r = row[u[keep]]
+    ok = r >= 0
+    mask = torch.zeros(len(users), n_items, dtype=torch.bool)
+    mask[torch.from_numpy(r[ok]), torch.from_numpy(i[keep][ok])] = True
+    return mask
+
+
+@torch.no_grad()
+def rank_users(model, positives: pd.DataFrame, seen: pd.DataFrame, n_items: int,
+               cold_item_from: int | None = None, device: str = "cpu") -> pd.DataFrame:  # fmt: skip
+    """Per-user ranking metrics. `positives`/`seen`: frames with user_idx, item_idx."""
+    users = np.unique(positives["user_idx"].to_numpy())
+    pos_pairs = (positives["user_idx"].to_numpy(), positives["item_idx"].to_numpy())
+    seen_pairs = (seen["user_idx"].to_numpy(), seen["item_idx"].to_numpy())
+    frames = []
+    for lo in range(0, len(users), USER_CHUNK):
+        chunk = users[lo : lo + USER_CHUNK]
+        exclude = _mask(chunk, seen_pairs, n_items)
+        pos = _mask(chunk, pos_pairs, n_items) & ~exclude
+        scores = model.score_all(torch.from_numpy(chunk).to(device), n_items).float().cpu()
+        top = top_k(scores, exclude, max(KS))
+        values = {"user_idx": chunk, **ranking(top, pos)}
+        if cold_item_from is not None:
+            cold = torch.arange(n_items) >= cold_item_from
+            for name, part in (("cold_item", pos & cold), ("warm_item", pos & ~cold)):
+                sliced = ranking(top, part, ks=(10,))
+                values[f"{name}:ndcg@10"] = sliced["ndcg@10"]
+                values[f"{name}:recall@10"] = sliced["recall@10"]
+        frames.append(pd.DataFrame(values))
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"user_idx": users})
+    return out[out["n_pos"] > 0].reset_index(drop=True) if "n_pos" in out else out
+
+
+@torch.no_grad()
+def logits(model, rows: pd.DataFrame, device: str = "cpu", batch: int = 65536) -> np.ndarray:
+    u = torch.from_numpy(rows["user_idx"].to_numpy(np.int64, copy=True))
+    i = torch.from_numpy(rows["item_idx"].to_numpy(np.int64, copy=True))
+    out = [model.score(u[lo : lo + batch].to(device), i[lo : lo + batch].to(device)).float().cpu()
+           for lo in range(0, len(u), batch)]  # fmt: skip
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def next_window(model, periods: list[pd.DataFrame], t: int, known: list[tuple[int, int]],
+                device: str = "cpu") -> tuple[dict[str, float], pd.DataFrame]:  # fmt: skip
+    """Quality of `model` (M_{t-1}) on window t: (metrics, per-user frame)."""
+    window = periods[t]
+    n_users_before, n_items_before = known[t - 1]
+    n_items = known[t][1]
+    seen = pd.concat([p[["user_idx", "item_idx"]] for p in periods[:t]], ignore_index=True)
+    metrics = classification(window["positive"].to_numpy(), logits(model, window, device))
+    positives = window.loc[window["positive"], ["user_idx", "item_idx"]]
+    per_user = rank_users(model, positives, seen, n_items, n_items_before, device)
+    per_user["cold_user"] = per_user["user_idx"] >= n_users_before
+    ranking_cols = [c for c in per_user.columns if "@" in c]
+    for col in ranking_cols:
+        metrics[col] = _mean(per_user[col])
+    for name, sel in (("cold_user", per_user["cold_user"]), ("warm_user", ~per_user["cold_user"])):
+        for col in ("ndcg@10", "recall@10"):
+            metrics[f"{name}:{col}"] = _mean(per_user.loc[sel, col])
+    metrics["users_ranked"] = float(len(per_user))
+    metrics["cold_users"] = float(per_user["cold_user"].sum())
+    metrics["rows"] = float(len(window))
+    return metrics, per_user
+
+
+def holdout(model, periods: list[pd.DataFrame], j: int, known: list[tuple[int, int]],
+            device: str = "cpu") -> dict[str, float]:  # fmt: skip
+    """Retention: quality of `model` on the holdout part of period j."""
+    period = periods[j]
+    rows = period[period["part"] == "holdout"]
+    seen = pd.concat(
+        [p[["user_idx", "item_idx"]] for p in periods[:j]]
+        + [period.loc[period["part"] == "train", ["user_idx", "item_idx"]]],
+        ignore_index=True,
+    )
+    cls = classification(rows["positive"].to_numpy(), logits(model, rows, device))
+    positives = rows.loc[rows["positive"], ["user_idx", "item_idx"]]
+    per_user = rank_users(model, positives, seen, known[j][1], None, device)
+    return {
+        "ndcg@10": _mean(per_user["ndcg@10"]) if len(per_user) else float("nan"),
+        "recall@10": _mean(per_user["recall@10"]) if len(per_user) else float("nan"),
+        "auc": cls["auc"],
+    }
+
+
+def _mean(values: pd.Series) -> float:
+    v = values.to_numpy(dtype=np.float64)
+    v = v[~np.isnan(v)]
+    return float(v.mean()) if len(v) else float("nan")

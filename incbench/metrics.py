@@ -1,0 +1,93 @@
+"""Quality metrics (DESIGN.md section 4). Vectorised: a batched matrix product plus a sort.
+
+Ranking, full catalogue, never sampled: for each user, every candidate item is scored; items
+the caller excludes (already seen) get -inf. Ties are broken by item index (lower first), a
+fixed rule, so results never depend on sort internals. With `hits[r]` = 1 if the item at rank
+r (1-based) is a positive:
+    HR@K = 1[Σ hits > 0]            Recall@K = Σ hits / |pos|      Precision@K = Σ hits / K
+    F1@K = 2PR / (P + R) (0 if both are 0)
+    NDCG@K = Σ_r hits[r] / log2(r + 1)  /  Σ_{r=1}^{min(K, |pos|)} 1 / log2(r + 1)
+    MRR@K = 1 / rank of the first hit (0 if none)
+Only users with at least one (non-excluded) positive are scored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+KS = (10, 20)
+RANKING = ("hr", "recall", "precision", "f1", "ndcg", "mrr")
+
+
+def classification(labels: np.ndarray, logits: np.ndarray) -> dict[str, float]:
+    """Accuracy, precision, recall, F1 (prediction = sigmoid >= 0.5), ROC-AUC, log-loss."""
+    labels = np.asarray(labels, dtype=bool)
+    logits = np.asarray(logits, dtype=np.float64)
+    if len(labels) == 0:
+        return {
+            k: float("nan") for k in ("accuracy", "precision", "recall", "f1", "auc", "logloss")
+        }
+    pred = logits >= 0.0
+    tp = float(np.sum(pred & labels))
+    fp = float(np.sum(pred & ~labels))
+    fn = float(np.sum(~pred & labels))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    auc = float(roc_auc_score(labels, logits)) if 0 < labels.sum() < len(labels) else float("nan")
+    # log-loss from logits, numerically stable: softplus(-z) for positives, softplus(z) else
+    z = np.where(labels, -logits, logits)
+    logloss = float(np.mean(np.logaddexp(0.0, z)))
+    return {
+        "accuracy": float(np.mean(pred == labels)),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "auc": auc,
+        "logloss": logloss,
+    }
+
+
+def top_k(scores: torch.Tensor, exclude: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices [B, min(k, I)] of the best items per row, excluded ones last, ties by index."""
+    scores = scores.masked_fill(exclude, float("-inf"))
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    return order[:, : min(k, scores.shape[1])]
+
+
+def ranking(top: torch.Tensor, positives: torch.Tensor, ks=KS) -> dict[str, np.ndarray]:
+    """Per-user ranking metrics from top-k indices [B, k] and a positive mask [B, I].
+
+    Rows with no positive give NaN (callers drop them). Positives must already exclude
+    items that were excluded from ranking.
+    """
+    n_pos = positives.sum(dim=1).to(torch.float64)
+    hits = positives.gather(1, top).to(torch.float64)  # [B, k]
+    kmax = top.shape[1]
+    ranks = torch.arange(1, max(max(ks), 1) + 1, dtype=torch.float64)
+    discount = 1.0 / torch.log2(ranks + 1)
+    out: dict[str, np.ndarray] = {"n_pos": n_pos.numpy()}
+    valid = n_pos > 0
+    for k in ks:
+        h = hits[:, : min(k, kmax)]
+        n_hit = h.sum(dim=1)
+        recall = n_hit / n_pos.clamp(min=1)
+        precision = n_hit / k
+        f1 = torch.where(n_hit > 0, 2 * precision * recall / (precision + recall), 0.0)
+        dcg = (h * discount[: h.shape[1]]).sum(dim=1)
+        ideal_len = torch.minimum(n_pos, torch.tensor(float(k))).long()
+        idcg = torch.cumsum(discount[:k], 0)[(ideal_len - 1).clamp(min=0)]
+        first = torch.where(h.any(dim=1), h.argmax(dim=1).to(torch.float64) + 1, torch.inf)
+        values = {
+            "hr": (n_hit > 0).to(torch.float64),
+            "recall": recall,
+            "precision": precision,
+            "f1": f1,
+            "ndcg": dcg / idcg,
+            "mrr": 1.0 / first,
+        }
+        for name, v in values.items():
+            out[f"{name}@{k}"] = torch.where(valid, v, torch.nan).numpy()
+    return out

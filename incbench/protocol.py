@@ -1,0 +1,276 @@
+"""The prequential loop (DESIGN.md section 3): test on window t, then update, then retain.
+
+    M0 = pretrain(base.train)                               (stage `pretrain`, once)
+    for t in 1..N:
+        evaluate M_{t-1} on window t                        next-window quality (headline)
+        M_t = method.update(M_{t-1}, window t train, history)   metered by the harness
+        evaluate M_t on the holdout parts of periods 0..t   retention matrix R[t][j]
+
+The harness owns this loop, data loading, negatives, seeding, evaluation and timing; a method
+only implements `update` (see incbench/method.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from incbench import backbones, evaluate, io, method, provenance, train
+from incbench.config import ConfigError, Protocol, from_mapping, load_params, protocol_from
+from incbench.meter import Meter
+from incbench.split import Windows, load_windows
+
+
+def run_id(dataset: str, backbone: str, method_name: str, seed: int) -> str:
+    return f"{dataset}-{backbone}-{method_name}-{seed}"
+
+
+def model_id(dataset: str, backbone: str, seed: int) -> str:
+    return f"{dataset}-{backbone}-{seed}"
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise ConfigError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for but CUDA is not available; use cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' asked for but MPS is not available; use cpu")
+    return device
+
+
+def backbone_params(params: dict, name: str):
+    module = backbones.get(name)
+    options = (params.get("backbones") or {}).get(name)
+    return module, from_mapping(module.Params, options, f"backbones.{name}")
+
+
+def _determinism(device: str) -> None:
+    torch.use_deterministic_algorithms(True, warn_only=device != "cpu")
+
+
+def pretrain(dataset: str, backbone: str, seed: int, root: Path) -> Path:
+    """Train M0 on the base period's train part and save it under models/."""
+    params = load_params(root)
+    protocol = protocol_from(params)
+    device = resolve_device(params.get("device", "cpu"))
+    module, bparams = backbone_params(params, backbone)
+    windows = load_windows(root / "data" / "windows" / dataset)
+    _determinism(device)
+    n_users, n_items = windows.known(0)
+    model = module.build(
+        bparams, n_users, n_items, side=windows.items, seed=train.seed_for(seed, 0, "init")
+    )
+    model.to(device)
+    base = windows.periods[0]
+    base_train = base[base["part"] == "train"]
+    with Meter(device) as meter:
+        fit = train.fit(
+            model, base_train, n_items=n_items, n_negatives=protocol.n_negatives, lr=bparams.lr,
+            epochs=bparams.pretrain_epochs, batch_size=bparams.batch_size, seed=train.seed_for(seed, 0, "fit"),
+            weight_decay=bparams.weight_decay, device=device,
+        )  # fmt: skip
+    out = root / "models" / model_id(dataset, backbone, seed)
+    train.save_model(model, backbone, out)
+    io.write_json(out.parent / f"{out.name}.pretrain.json", {
+        "final_loss": fit.final_loss, "steps": fit.steps, **dataclasses.asdict(meter.result),
+    })  # fmt: skip
+    return out
+
+
+@dataclasses.dataclass
+class RunResult:
+    summary: dict[str, Any]
+    windows: pd.DataFrame
+    per_user: pd.DataFrame
+    retention: pd.DataFrame
+    cost: dict[str, Any]
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _delta(before: dict[str, torch.Tensor], model: torch.nn.Module) -> tuple[int, int]:
+    """(parameters changed, bytes of a row-sparse delta a server would receive)."""
+    changed = nbytes = 0
+    after = model.state_dict()
+    for name, new in after.items():
+        old = before.get(name)
+        if old is None or old.shape != new.shape:
+            changed += new.numel()
+            nbytes += new.numel() * new.element_size()
+            continue
+        diff = (
+            (old != new.detach()).reshape(new.shape[0], -1)
+            if new.dim()
+            else (old != new).reshape(1, 1)
+        )
+        changed += int(diff.sum())
+        rows = int(diff.any(dim=1).sum())
+        row_bytes = (new.numel() // max(new.shape[0], 1) if new.dim() else 1) * new.element_size()
+        nbytes += rows * row_bytes + (rows * 8 if new.dim() > 1 else 0)  # + row indices
+    return changed, nbytes
+
+
+def _build(bmodule, bparams, n_users, n_items, side, device, seed):
+    return bmodule.build(bparams, n_users, n_items, side=side, seed=seed).to(device)
+
+
+def run_protocol(
+    windows: Windows,
+    m0: torch.nn.Module,
+    spec: method.MethodSpec,
+    mparams: Any,
+    protocol: Protocol,
+    backbone: str,
+    bmodule,
+    bparams,
+    seed: int,
+    device: str = "cpu",
+) -> RunResult:
+    _determinism(device)
+    known = [windows.known(t) for t in range(windows.n_windows + 1)]
+    model = m0
+    state: dict[str, Any] = {}
+    rows, per_user, retention = [], [], []
+    status, reason = "ok", ""
+    history = [windows.periods[0][windows.periods[0]["part"] == "train"]]
+    fit_defaults = {"n_negatives": protocol.n_negatives, "batch_size": bparams.batch_size,
+                    "weight_decay": bparams.weight_decay}  # fmt: skip
+    for t in range(1, windows.n_windows + 1):
+        n_users, n_items = known[t]
+        model.grow(n_users, n_items)  # new users/items of window t get cold rows
+        model.to(device).eval()
+        metrics, users = evaluate.next_window(model, windows.periods, t, known, device)
+        users.insert(0, "window", t)
+        per_user.append(users)
+        period = windows.periods[t]
+        ctx = method.UpdateContext(
+            model=model, window=period[period["part"] == "train"].reset_index(drop=True),
+            history=pd.concat(history, ignore_index=True), t=t, seed=seed, n_users=n_users,
+            n_items=n_items, backbone=backbone, backbone_params=bparams,
+            rng=np.random.default_rng(train.seed_for(seed, t, "method", spec.name)), state=state,
+            build=functools.partial(_build, bmodule, bparams, n_users, n_items, windows.items, device),
+            fit_defaults=fit_defaults, device=device,
+        )  # fmt: skip
+        if t == 1 and (why := spec.not_applicable(ctx)):
+            return _not_applicable(spec, why, windows, backbone, seed)
+        before = _snapshot(model)
+        try:
+            with Meter(device) as meter:
+                model = spec.update(ctx, mparams)
+        except train.Diverged as exc:
+            status, reason = "failed", f"window {t}: {exc}"
+            rows.append({"window": t, "status": "failed", **metrics})
+            break
+        changed, delta = _delta(before, model)
+        del before
+        trainable = sum(p.numel() for name, ps in model.groups() if name in ctx.trained for p in ps)
+        cost = {
+            "update_wall_s": meter.result.wall_s, "update_cpu_s": meter.result.cpu_s,
+            "peak_mem_mb": meter.result.peak_mem_mb, "peak_mem_kind": meter.result.peak_mem_kind,
+            "trainable_params": trainable, "changed_params": changed, "delta_bytes": delta,
+            "train_rows": len(ctx.window),
+        }  # fmt: skip
+        rows.append({"window": t, "status": "ok", **metrics, **cost})
+        history.append(ctx.window)
+        model.eval()
+        for j in range(t + 1):
+            retention.append(
+                {"t": t, "j": j, **evaluate.holdout(model, windows.periods, j, known, device)}
+            )
+    return _result(spec, status, reason, windows, backbone, seed, rows, per_user, retention)
+
+
+def _not_applicable(spec, why, windows, backbone, seed) -> RunResult:
+    rows = [{"window": t, "status": "not_applicable"} for t in range(1, windows.n_windows + 1)]
+    return _result(spec, "not_applicable", why, windows, backbone, seed, rows, [], [])
+
+
+HEADLINE = ("ndcg@10", "recall@10", "f1@10", "hr@10", "mrr@10", "ndcg@20", "recall@20",
+            "accuracy", "precision", "recall", "f1", "auc", "logloss",
+            "cold_item:ndcg@10", "warm_item:ndcg@10", "cold_user:ndcg@10", "warm_user:ndcg@10")  # fmt: skip
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _result(spec, status, reason, windows, backbone, seed, rows, per_user, retention) -> RunResult:
+    table = pd.DataFrame(rows)
+    ok = table[table["status"] == "ok"] if len(table) else table
+    next_window = {m: _clean(float(ok[m].mean())) for m in HEADLINE if m in ok and len(ok)}
+    ret = pd.DataFrame(retention, columns=["t", "j", "ndcg@10", "recall@10", "auc"])
+    matrix = {}
+    for metric in ("ndcg@10", "auc"):
+        n = windows.n_windows
+        grid = [[None] * (n + 1) for _ in range(n + 1)]
+        for r in ret.to_dict("records"):
+            grid[int(r["t"])][int(r["j"])] = _clean(float(r[metric]))
+        matrix[metric] = grid[1:]
+    summary = {
+        "dataset": windows.manifest["dataset"]["name"],
+        "dataset_version": windows.manifest["dataset"]["version"],
+        "backbone": backbone,
+        "method": spec.name,
+        "method_version": spec.version,
+        "seed": seed,
+        "status": status,
+        "reason": reason,
+        "windows_evaluated": int(len(ok)),
+        "next_window": next_window,
+        "retention": matrix,
+    }
+    cost_cols = ["update_wall_s", "update_cpu_s", "peak_mem_mb", "changed_params", "delta_bytes"]
+    cost = {c: _clean(float(ok[c].mean())) for c in cost_cols if c in ok and len(ok)}
+    users = pd.concat(per_user, ignore_index=True) if per_user else pd.DataFrame()
+    return RunResult(summary, table, users, ret, cost)
+
+
+def run(dataset: str, backbone: str, method_name: str, seed: int, root: Path) -> Path:
+    """`incbench run`: the loop for one (dataset, backbone, method, seed); writes results."""
+    params = load_params(root)
+    protocol = protocol_from(params)
+    device = resolve_device(params.get("device", "cpu"))
+    spec = method.get(method_name, root)
+    mparams = spec.params((params.get("methods") or {}).get(method_name))
+    bmodule, bparams = backbone_params(params, backbone)
+    split_dir = root / "data" / "windows" / dataset
+    windows = load_windows(split_dir)
+    _, m0 = train.load_model(root / "models" / model_id(dataset, backbone, seed), device)
+    result = run_protocol(
+        windows, m0, spec, mparams, protocol, backbone, bmodule, bparams, seed, device
+    )
+    out = root / "results" / "runs" / run_id(dataset, backbone, method_name, seed)
+    prov = provenance.collect(
+        root, device, method={"name": spec.name, "version": spec.version, "params": dataclasses.asdict(mparams)},
+        backbone={"name": backbone, "params": dataclasses.asdict(bparams)},
+        protocol=dataclasses.asdict(protocol), seed=seed,
+        dataset=windows.manifest["dataset"], split_sha256=windows.manifest["sha256"],
+        model_sha256=io.sha256_file(root / "models" / model_id(dataset, backbone, seed) / "model.safetensors"),
+    )  # fmt: skip
+    with io.atomic_dir(out) as build:
+        io.write_json(build / "summary.json", result.summary)
+        io.write_json(
+            build / "cost.json",
+            {**result.cost, "device": device, "device_name": prov["device_name"]},
+        )
+        io.write_csv(build / "windows.csv", result.windows)
+        io.write_csv(build / "retention.csv", result.retention)
+        io.write_parquet(build / "per_user.parquet", result.per_user)
+        io.write_json(build / "provenance.json", prov)
+    return out

@@ -1,0 +1,16 @@
+"""Continue from M_{t-1}: all parameters, window t only."""
+
+from dataclasses import dataclass
+
+VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Params:
+    lr: float = 0.003
+    epochs: int = 3
+
+
+def update(ctx, params):
+    ctx.fit(ctx.model, ctx.window, lr=params.lr, epochs=params.epochs)
+    return ctx.model
