@@ -31,36 +31,18 @@ def cmd_datasets(args) -> None:
 
 
 def cmd_fetch(args) -> None:
-    from incbench.config import load_params
-    from incbench.data import get
-    from incbench.fetch import fetch
+    from incbench.fetch import fetch_named
 
-    ds = get(args.name)
-    options = load_params().get("datasets") or {}
-    params = options.get(ds.name) if isinstance(options, dict) else None
-    record = fetch(ds, _root() / "data" / "raw" / ds.name, params)
-    print(f"fetched {ds.name} from {record['served_by']} ({record['location']})")
+    record = fetch_named(args.name, _root())
+    print(f"fetched {args.name} from {record['served_by']} ({record['location']})")
 
 
 def cmd_split(args) -> None:
-    from incbench.config import load_params, protocol_from
-    from incbench.data import get
-    from incbench.fetch import read_checked
-    from incbench.split import write_split
+    from incbench.split import split_named
 
-    protocol = protocol_from(load_params())  # validated before any work
-    ds = get(args.name)
-    raw = _root() / "data" / "raw" / ds.name
-    source_file = raw / "SOURCE.json"
-    if not source_file.exists():
-        raise IncbenchError(f"{ds.name} is not fetched: run `incbench fetch {ds.name}` first")
-    source = json.loads(source_file.read_text())
-    tables = read_checked(ds, raw)
-    served = {k: source[k] for k in ("served_by", "location", "files", "params") if k in source}
-    info = {"name": ds.name, "version": ds.version, "source": served}
-    manifest = write_split(tables, protocol, _root() / "data" / "windows" / ds.name, info)
+    manifest = split_named(args.name, _root())
     sizes = ", ".join(str(w["rows"]) for w in manifest["windows"])
-    print(f"split {ds.name}: {manifest['rows']} rows into base + {manifest['n_windows']} "
+    print(f"split {args.name}: {manifest['rows']} rows into base + {manifest['n_windows']} "
           f"windows ({sizes})")  # fmt: skip
 
 

@@ -56,6 +56,17 @@ def fetch(ds: Dataset, raw_dir: Path, params: dict[str, Any] | None = None) -> d
     )
 
 
+def fetch_named(name: str, root: Path) -> dict[str, Any]:
+    """`incbench fetch NAME`: options from params.yaml `datasets.<name>`, into data/raw/<name>."""
+    from incbench.config import load_params
+    from incbench.data import get
+
+    ds = get(name, root)
+    options = load_params(root).get("datasets") or {}
+    params = options.get(name) if isinstance(options, dict) else None
+    return fetch(ds, root / "data" / "raw" / name, params)
+
+
 def read_checked(ds: Dataset, raw_dir: Path):
     from incbench.data import check_tables
 

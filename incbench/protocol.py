@@ -12,6 +12,7 @@ only implements `update` (see incbench/method.py).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -73,11 +74,9 @@ def pretrain(dataset: str, backbone: str, seed: int, root: Path) -> Path:
         bparams, n_users, n_items, side=windows.items, seed=train.seed_for(seed, 0, "init")
     )
     model.to(device)
-    base = windows.periods[0]
-    base_train = base[base["part"] == "train"]
     with Meter(device) as meter:
         fit = train.fit(
-            model, base_train, n_items=n_items, n_negatives=protocol.n_negatives, lr=bparams.lr,
+            model, base_train(windows), n_items=n_items, n_negatives=protocol.n_negatives, lr=bparams.lr,
             epochs=bparams.pretrain_epochs, batch_size=bparams.batch_size, seed=train.seed_for(seed, 0, "fit"),
             weight_decay=bparams.weight_decay, device=device,
         )  # fmt: skip
@@ -124,53 +123,76 @@ def _delta(before: dict[str, torch.Tensor], model: torch.nn.Module) -> tuple[int
     return changed, nbytes
 
 
-def _build(bmodule, bparams, n_users, n_items, side, device, seed):
-    return bmodule.build(bparams, n_users, n_items, side=side, seed=seed).to(device)
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Everything fixed for one run: data, method, backbone, protocol, seed, device."""
+
+    windows: Windows
+    spec: method.MethodSpec
+    mparams: Any
+    protocol: Protocol
+    backbone: str
+    bmodule: Any
+    bparams: Any
+    seed: int
+    device: str = "cpu"
+
+    def known(self, t: int) -> tuple[int, int]:
+        return self.windows.known(t)
+
+    def build(self, n_users: int, n_items: int, seed: int) -> torch.nn.Module:
+        model = self.bmodule.build(
+            self.bparams, n_users, n_items, side=self.windows.items, seed=seed
+        )
+        return model.to(self.device)
 
 
-def run_protocol(
-    windows: Windows,
-    m0: torch.nn.Module,
-    spec: method.MethodSpec,
-    mparams: Any,
-    protocol: Protocol,
-    backbone: str,
-    bmodule,
-    bparams,
-    seed: int,
-    device: str = "cpu",
-) -> RunResult:
+def make_context(
+    setup: Setup, model, t: int, history: list[pd.DataFrame], state: dict
+) -> method.UpdateContext:
+    """The UpdateContext for window t (the model must already cover the users/items of t)."""
+    n_users, n_items = setup.known(t)
+    period = setup.windows.periods[t]
+    return method.UpdateContext(
+        model=model, window=period[period["part"] == "train"].reset_index(drop=True),
+        history=pd.concat(history, ignore_index=True), t=t, seed=setup.seed, n_users=n_users,
+        n_items=n_items, backbone=setup.backbone, backbone_params=setup.bparams,
+        rng=np.random.default_rng(train.seed_for(setup.seed, t, "method", setup.spec.name)),
+        state=state, build=functools.partial(setup.build, n_users, n_items),
+        fit_defaults={"n_negatives": setup.protocol.n_negatives, "batch_size": setup.bparams.batch_size,
+                      "weight_decay": setup.bparams.weight_decay},
+        device=setup.device,
+    )  # fmt: skip
+
+
+def base_train(windows: Windows) -> pd.DataFrame:
+    base = windows.periods[0]
+    return base[base["part"] == "train"].reset_index(drop=True)
+
+
+def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
+    """The loop for one method and seed, starting from M0 (left unmodified for the caller)."""
+    windows, spec, device = setup.windows, setup.spec, setup.device
     _determinism(device)
     known = [windows.known(t) for t in range(windows.n_windows + 1)]
-    model = m0
+    model = copy.deepcopy(m0)
     state: dict[str, Any] = {}
     rows, per_user, retention = [], [], []
     status, reason = "ok", ""
-    history = [windows.periods[0][windows.periods[0]["part"] == "train"]]
-    fit_defaults = {"n_negatives": protocol.n_negatives, "batch_size": bparams.batch_size,
-                    "weight_decay": bparams.weight_decay}  # fmt: skip
+    history = [base_train(windows)]
     for t in range(1, windows.n_windows + 1):
-        n_users, n_items = known[t]
-        model.grow(n_users, n_items)  # new users/items of window t get cold rows
+        model.grow(*known[t])  # new users/items of window t get cold rows
         model.to(device).eval()
         metrics, users = evaluate.next_window(model, windows.periods, t, known, device)
         users.insert(0, "window", t)
         per_user.append(users)
-        period = windows.periods[t]
-        ctx = method.UpdateContext(
-            model=model, window=period[period["part"] == "train"].reset_index(drop=True),
-            history=pd.concat(history, ignore_index=True), t=t, seed=seed, n_users=n_users,
-            n_items=n_items, backbone=backbone, backbone_params=bparams,
-            rng=np.random.default_rng(train.seed_for(seed, t, "method", spec.name)), state=state,
-            build=functools.partial(_build, bmodule, bparams, n_users, n_items, windows.items, device),
-            fit_defaults=fit_defaults, device=device,
-        )  # fmt: skip
+        ctx = make_context(setup, model, t, history, state)
         if t == 1 and (why := spec.not_applicable(ctx)):
-            return _not_applicable(spec, why, windows, backbone, seed)
+            return _not_applicable(setup, why)
         before = _snapshot(model)
         try:
             with Meter(device) as meter:
-                model = spec.update(ctx, mparams)
+                model = spec.update(ctx, setup.mparams)
         except train.Diverged as exc:
             status, reason = "failed", f"window {t}: {exc}"
             rows.append({"window": t, "status": "failed", **metrics})
@@ -191,12 +213,14 @@ def run_protocol(
             retention.append(
                 {"t": t, "j": j, **evaluate.holdout(model, windows.periods, j, known, device)}
             )
-    return _result(spec, status, reason, windows, backbone, seed, rows, per_user, retention)
+    return _result(setup, status, reason, rows, per_user, retention)
 
 
-def _not_applicable(spec, why, windows, backbone, seed) -> RunResult:
-    rows = [{"window": t, "status": "not_applicable"} for t in range(1, windows.n_windows + 1)]
-    return _result(spec, "not_applicable", why, windows, backbone, seed, rows, [], [])
+def _not_applicable(setup: Setup, why: str) -> RunResult:
+    rows = [
+        {"window": t, "status": "not_applicable"} for t in range(1, setup.windows.n_windows + 1)
+    ]
+    return _result(setup, "not_applicable", why, rows, [], [])
 
 
 HEADLINE = ("ndcg@10", "recall@10", "f1@10", "hr@10", "mrr@10", "ndcg@20", "recall@20",
@@ -210,7 +234,8 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def _result(spec, status, reason, windows, backbone, seed, rows, per_user, retention) -> RunResult:
+def _result(setup: Setup, status, reason, rows, per_user, retention) -> RunResult:
+    windows = setup.windows
     table = pd.DataFrame(rows)
     ok = table[table["status"] == "ok"] if len(table) else table
     next_window = {m: _clean(float(ok[m].mean())) for m in HEADLINE if m in ok and len(ok)}
@@ -225,10 +250,10 @@ def _result(spec, status, reason, windows, backbone, seed, rows, per_user, reten
     summary = {
         "dataset": windows.manifest["dataset"]["name"],
         "dataset_version": windows.manifest["dataset"]["version"],
-        "backbone": backbone,
-        "method": spec.name,
-        "method_version": spec.version,
-        "seed": seed,
+        "backbone": setup.backbone,
+        "method": setup.spec.name,
+        "method_version": setup.spec.version,
+        "seed": setup.seed,
         "status": status,
         "reason": reason,
         "windows_evaluated": int(len(ok)),
@@ -252,9 +277,8 @@ def run(dataset: str, backbone: str, method_name: str, seed: int, root: Path) ->
     split_dir = root / "data" / "windows" / dataset
     windows = load_windows(split_dir)
     _, m0 = train.load_model(root / "models" / model_id(dataset, backbone, seed), device)
-    result = run_protocol(
-        windows, m0, spec, mparams, protocol, backbone, bmodule, bparams, seed, device
-    )
+    setup = Setup(windows, spec, mparams, protocol, backbone, bmodule, bparams, seed, device)
+    result = run_protocol(setup, m0)
     out = root / "results" / "runs" / run_id(dataset, backbone, method_name, seed)
     prov = provenance.collect(
         root, device, method={"name": spec.name, "version": spec.version, "params": dataclasses.asdict(mparams)},

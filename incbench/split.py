@@ -185,6 +185,25 @@ def write_split(
     return manifest
 
 
+def split_named(name: str, root: Path) -> dict[str, Any]:
+    """`incbench split NAME`: validate the protocol, read data/raw/<name>, write the split."""
+    from incbench.config import load_params, protocol_from
+    from incbench.data import DataError, get
+    from incbench.fetch import read_checked
+
+    protocol = protocol_from(load_params(root))  # validated before any work
+    ds = get(name, root)
+    raw = root / "data" / "raw" / name
+    source_file = raw / "SOURCE.json"
+    if not source_file.exists():
+        raise DataError(f"{name} is not fetched: run `incbench fetch {name}` first")
+    source = json.loads(source_file.read_text())
+    tables = read_checked(ds, raw)
+    served = {k: source[k] for k in ("served_by", "location", "files", "params") if k in source}
+    info = {"name": ds.name, "version": ds.version, "source": served}
+    return write_split(tables, protocol, root / "data" / "windows" / name, info)
+
+
 @dataclasses.dataclass(frozen=True)
 class Windows:
     """A split loaded for the protocol loop: `periods[0]` is the base, 1..N the windows."""

@@ -97,3 +97,50 @@ def csv_zip(folder: str) -> bytes:
     return zip_bytes(
         {f"{folder}/ratings.csv": ratings.encode(), f"{folder}/movies.csv": movies.encode()}
     )
+
+
+# ---- a small synthetic project, fetched, split and pretrained once per test session --------
+
+SMALL_PARAMS = {
+    "datasets": {
+        "synthetic": {"n_interactions": 3000, "n_users": 150, "n_items": 100, "n_phases": 4}
+    },
+    "protocol": {
+        "base_fraction": 0.5,
+        "n_windows": 3,
+        "holdout_fraction": 0.1,
+        "min_window_rows": 20,
+    },
+    "backbones": {"mf": {"dim": 8, "layers": [16, 8], "pretrain_epochs": 2, "batch_size": 512}},
+    "seeds": [0],
+}
+
+
+@pytest.fixture(scope="session")
+def small_project(tmp_path_factory):
+    from incbench.fetch import fetch_named
+    from incbench.protocol import pretrain
+    from incbench.split import split_named
+
+    root = make_project(tmp_path_factory.mktemp("small"), SMALL_PARAMS)
+    fetch_named("synthetic", root)
+    split_named("synthetic", root)
+    pretrain("synthetic", "mf", 0, root)
+    return root
+
+
+def small_setup(root: Path, method_name: str, overrides: dict | None = None, seed: int = 0):
+    """(Setup, M0) for one method on the small project, as `incbench run` builds them."""
+    from incbench import method, train
+    from incbench.config import load_params, protocol_from
+    from incbench.protocol import Setup, backbone_params, model_id
+    from incbench.split import load_windows
+
+    params = load_params(root)
+    spec = method.get(method_name, root)
+    bmodule, bparams = backbone_params(params, "mf")
+    windows = load_windows(root / "data" / "windows" / "synthetic")
+    _, m0 = train.load_model(root / "models" / model_id("synthetic", "mf", 0))
+    setup = Setup(windows, spec, spec.params(overrides), protocol_from(params), "mf", bmodule,
+                  bparams, seed)  # fmt: skip
+    return setup, m0
