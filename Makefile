@@ -10,6 +10,7 @@ setup:
 
 repro: setup
 	$(VENV)/dvc repro
+	$(VENV)/python scripts/sync_readme.py
 
 lint: setup
 	$(VENV)/ruff check .

@@ -70,6 +70,12 @@ def cmd_report(args) -> None:
         print(f"wrote {path}")
 
 
+def cmd_compare(args) -> int:
+    from incbench.compare import main as compare_main
+
+    return compare_main(Path(args.a), Path(args.b))
+
+
 def cmd_methods(args) -> None:
     from tabulate import tabulate
 
@@ -113,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_report
     )
     sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)
+    p = sub.add_parser("compare", help="did results folder B reproduce results folder A?")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.set_defaults(func=cmd_compare)
     p = sub.add_parser("new-method", help="write a documented method template into methods/")
     p.add_argument("name")
     p.set_defaults(func=cmd_new_method)
@@ -122,11 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except IncbenchError as exc:
         print(f"incbench: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

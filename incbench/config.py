@@ -139,3 +139,34 @@ class Protocol:
 
 def protocol_from(params: dict[str, Any]) -> Protocol:
     return from_mapping(Protocol, params.get("protocol"), "protocol")
+
+
+@dataclasses.dataclass(frozen=True)
+class HardwareProfile:
+    """Price and power of a machine, to turn measured seconds into estimated $ and kWh."""
+
+    kind: typing.Literal["cpu", "cuda", "mps"]
+    price_per_hour: float
+    watts: float
+    note: str = ""
+
+    def __post_init__(self):
+        if self.price_per_hour < 0 or self.watts < 0:
+            raise ConfigError("hardware_profiles: price_per_hour and watts must be >= 0")
+
+    def dollars(self, seconds: float) -> float:
+        return seconds / 3600.0 * self.price_per_hour
+
+    def kwh(self, seconds: float) -> float:
+        return seconds / 3600.0 * self.watts / 1000.0
+
+
+def hardware_profile_from(params: dict[str, Any]) -> tuple[str, HardwareProfile]:
+    profiles = params.get("hardware_profiles") or {}
+    name = params.get("hardware_profile", "cpu")
+    if name not in profiles:
+        raise ConfigError(
+            f"unknown hardware_profile {name!r}; defined under hardware_profiles: "
+            f"{sorted(profiles)}. Set hardware_profile to one of them or add {name!r} there."
+        )
+    return name, from_mapping(HardwareProfile, profiles[name], f"hardware_profiles.{name}")

@@ -42,11 +42,12 @@ def rank_users(model, positives: pd.DataFrame, seen: pd.DataFrame, n_items: int,
     pos_pairs = (positives["user_idx"].to_numpy(), positives["item_idx"].to_numpy())
     seen_pairs = (seen["user_idx"].to_numpy(), seen["item_idx"].to_numpy())
     frames = []
+    index = model.item_index(n_items)  # the catalogue is encoded once per evaluation
     for lo in range(0, len(users), USER_CHUNK):
         chunk = users[lo : lo + USER_CHUNK]
         exclude = _mask(chunk, seen_pairs, n_items)
         pos = _mask(chunk, pos_pairs, n_items) & ~exclude
-        scores = model.score_all(torch.from_numpy(chunk).to(device), n_items).float().cpu()
+        scores = model.score_index(torch.from_numpy(chunk).to(device), index).float().cpu()
         top = top_k(scores, exclude, max(KS))
         values = {"user_idx": chunk, **ranking(top, pos)}
         if cold_item_from is not None:

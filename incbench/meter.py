@@ -9,6 +9,7 @@ CUDA `torch.cuda.max_memory_allocated` is reset and read the same way.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from pathlib import Path
@@ -56,8 +57,35 @@ def rss_bytes() -> int:
 class Measurement:
     wall_s: float = float("nan")
     cpu_s: float = float("nan")
-    peak_mem_mb: float = float("nan")
+    peak_mem_mb: float = float("nan")  # absolute peak during the block
+    peak_mem_increase_mb: float = float("nan")  # that peak minus the level at the start
     peak_mem_kind: str = "rss"
+
+
+def _embedding_fwd(weight_shape, indices_shape, *args, out_shape=None, **kwargs) -> int:
+    return math.prod(out_shape)  # a gather: one operation per output element
+
+
+def _embedding_bwd(grad_shape, *args, out_shape=None, **kwargs) -> int:
+    return math.prod(grad_shape)  # a scatter-add: one addition per gradient element
+
+
+def count_flops(fn) -> int:
+    """FLOPs of running `fn()`, counted by torch's FlopCounterMode.
+
+    Matrix products, convolutions and attention use torch's formulas (a multiply-add counts 2).
+    Embedding lookups, which torch leaves out, count one operation per gathered element and
+    their backward one per scattered gradient element, so ID models are not reported as free.
+    Element-wise ops (activations, the optimiser update) are not counted, as in torch.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    aten = torch.ops.aten
+    custom = {aten.embedding: _embedding_fwd, aten.embedding_dense_backward: _embedding_bwd}
+    with FlopCounterMode(display=False, custom_mapping=custom) as counter:
+        fn()
+    return int(counter.get_total_flops())
 
 
 class Meter:
@@ -79,8 +107,10 @@ class Meter:
 
             self._sync()
             torch.cuda.reset_peak_memory_stats()
+            self._mem0 = torch.cuda.memory_allocated()
         else:
             reset_peak_rss()
+            self._mem0 = rss_bytes()
         self._cpu0 = time.process_time()
         self._wall0 = time.perf_counter()
         return self
@@ -95,4 +125,4 @@ class Meter:
             peak, kind = torch.cuda.max_memory_allocated(), "cuda_allocated"
         else:
             peak, kind = peak_rss_bytes(), "rss"
-        self.result = Measurement(wall, cpu, peak / 2**20, kind)
+        self.result = Measurement(wall, cpu, peak / 2**20, (peak - self._mem0) / 2**20, kind)

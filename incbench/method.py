@@ -48,6 +48,7 @@ class UpdateContext:
     fit_defaults: dict[str, Any]
     device: str = "cpu"
     trained: set[str] = dataclasses.field(default_factory=set)
+    fits: list[tuple[nn.Module, tuple[str, ...], int]] = dataclasses.field(default_factory=list)
     _calls: int = 0
 
     @property
@@ -68,7 +69,7 @@ class UpdateContext:
         self._calls += 1
         chosen = train.group_names(model) if groups is None else list(groups)
         self.trained.update(chosen)
-        return train.fit(
+        result = train.fit(
             model,
             interactions,
             lr=lr,
@@ -79,6 +80,8 @@ class UpdateContext:
             device=self.device,
             **self.fit_defaults,
         )
+        self.fits.append((model, tuple(chosen), result.examples))  # for the FLOP count
+        return result
 
     def fresh_model(self) -> nn.Module:
         """A newly initialised model of the current size (seeded by run seed and window)."""

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from incbench import backbones, evaluate, io, method, provenance, train
+from incbench import backbones, evaluate, io, method, provenance, serving, train
 from incbench.config import ConfigError, Protocol, from_mapping, load_params, protocol_from
 from incbench.meter import Meter
 from incbench.split import Windows, load_windows
@@ -170,6 +170,17 @@ def base_train(windows: Windows) -> pd.DataFrame:
     return base[base["part"] == "train"].reset_index(drop=True)
 
 
+PROBE_ROWS = 256
+
+
+def measure_serving(model, window: pd.DataFrame, n_items: int, device: str, seed: int, t: int):
+    """Latency of the model that serves window t, for requests from window t's users."""
+    users = np.unique(window["user_idx"].to_numpy())
+    return serving.measure(
+        model, users, n_items, device=device, seed=train.seed_for(seed, t, "serve")
+    )
+
+
 def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
     """The loop for one method and seed, starting from M0 (left unmodified for the caller)."""
     windows, spec, device = setup.windows, setup.spec, setup.device
@@ -180,12 +191,15 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
     rows, per_user, retention = [], [], []
     status, reason = "ok", ""
     history = [base_train(windows)]
+    model.to(device).eval()
+    retention.append({"t": 0, "j": 0, **evaluate.holdout(model, windows.periods, 0, known, device)})
     for t in range(1, windows.n_windows + 1):
         model.grow(*known[t])  # new users/items of window t get cold rows
         model.to(device).eval()
         metrics, users = evaluate.next_window(model, windows.periods, t, known, device)
         users.insert(0, "window", t)
         per_user.append(users)
+        serving = measure_serving(model, windows.periods[t], known[t][1], device, setup.seed, t)
         ctx = make_context(setup, model, t, history, state)
         if t == 1 and (why := spec.not_applicable(ctx)):
             return _not_applicable(setup, why)
@@ -199,14 +213,17 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
             break
         changed, delta = _delta(before, model)
         del before
+        probe = ctx.window.iloc[:PROBE_ROWS]
+        flops = sum(train.update_flops(m, groups, probe, n) for m, groups, n in ctx.fits)
         trainable = sum(p.numel() for name, ps in model.groups() if name in ctx.trained for p in ps)
         cost = {
             "update_wall_s": meter.result.wall_s, "update_cpu_s": meter.result.cpu_s,
             "peak_mem_mb": meter.result.peak_mem_mb, "peak_mem_kind": meter.result.peak_mem_kind,
+            "peak_mem_increase_mb": meter.result.peak_mem_increase_mb,
             "trainable_params": trainable, "changed_params": changed, "delta_bytes": delta,
-            "train_rows": len(ctx.window),
+            "train_rows": len(ctx.window), "update_gflops": flops / 1e9,
         }  # fmt: skip
-        rows.append({"window": t, "status": "ok", **metrics, **cost})
+        rows.append({"window": t, "status": "ok", **metrics, **cost, **serving})
         history.append(ctx.window)
         model.eval()
         for j in range(t + 1):
@@ -246,7 +263,7 @@ def _result(setup: Setup, status, reason, rows, per_user, retention) -> RunResul
         grid = [[None] * (n + 1) for _ in range(n + 1)]
         for r in ret.to_dict("records"):
             grid[int(r["t"])][int(r["j"])] = _clean(float(r[metric]))
-        matrix[metric] = grid[1:]
+        matrix[metric] = grid  # row t = model M_t (row 0: M0), column j = holdout of period j
     summary = {
         "dataset": windows.manifest["dataset"]["name"],
         "dataset_version": windows.manifest["dataset"]["version"],
@@ -260,7 +277,9 @@ def _result(setup: Setup, status, reason, rows, per_user, retention) -> RunResul
         "next_window": next_window,
         "retention": matrix,
     }
-    cost_cols = ["update_wall_s", "update_cpu_s", "peak_mem_mb", "changed_params", "delta_bytes"]
+    cost_cols = ["update_wall_s", "update_cpu_s", "peak_mem_mb", "peak_mem_increase_mb", "update_gflops", "trainable_params",
+                 "changed_params", "delta_bytes", "serve_p50_ms", "serve_p95_ms", "serve_p99_ms",
+                 "serve_users_per_s", "serve_flops_per_request"]  # fmt: skip
     cost = {c: _clean(float(ok[c].mean())) for c in cost_cols if c in ok and len(ok)}
     users = pd.concat(per_user, ignore_index=True) if per_user else pd.DataFrame()
     return RunResult(summary, table, users, ret, cost)

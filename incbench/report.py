@@ -1,27 +1,45 @@
-"""`incbench report`: comparison tables from the run results, in Markdown, LaTeX and CSV.
+"""`incbench report`: tables, plots and results/README.md from the run results.
 
-One table per (dataset, backbone): one row per method (with its version) in params.yaml order,
-next-window metrics averaged over windows, then mean ± sample std over seeds. Methods that were
-not applicable, failed, or have no result yet say so in the `status` column. Output is a pure
-function of the run files and params: re-running on unchanged runs gives identical bytes.
+Per (dataset, backbone), one row per method (with its version) in params.yaml order:
+- quality: next-window metrics averaged over windows, mean ± sample std over seeds (95% t-CI
+  over seeds in the CSV), ▲k/▼k marks from paired tests against full_retrain;
+- cost and latency: the meter's figures, $ and kWh estimates from the hardware profile;
+- continual: forgetting, BWT, gap to full_retrain, NDCG@10 by window (the staleness curve);
+- significance: per window, the paired Wilcoxon test behind the marks.
+Methods that were not applicable, failed, or have no result yet say so in `Status`. Every
+Markdown table ends with a provenance footnote, every LaTeX table with a provenance comment.
+Output is a pure function of the run files, dvc.lock and params: re-running on unchanged runs
+gives identical bytes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from tabulate import tabulate
 
-from incbench import io
-from incbench.config import load_params, protocol_from
+from incbench import analysis, io, plots, stats
+from incbench.config import (
+    ConfigError,
+    HardwareProfile,
+    hardware_profile_from,
+    load_params,
+    protocol_from,
+)
 from incbench.protocol import run_id
 
-COLUMNS = [  # (key in summary.next_window or cost.json, header, decimals)
+Column = tuple[str, str, int]  # (record key, header, decimals)
+
+QUALITY: list[Column] = [
     ("ndcg@10", "NDCG@10", 4),
     ("recall@10", "Recall@10", 4),
     ("f1@10", "F1@10", 4),
@@ -30,6 +48,27 @@ COLUMNS = [  # (key in summary.next_window or cost.json, header, decimals)
     ("auc", "AUC", 4),
     ("cold_item:ndcg@10", "NDCG@10 cold items", 4),
     ("update_wall_s", "Update s", 2),
+    ("cost_vs_full_retrain", "Cost × full_retrain", 3),
+]
+COST: list[Column] = [
+    ("update_wall_s", "Update s", 3),
+    ("update_cpu_s", "CPU s", 3),
+    ("peak_mem_mb", "Peak MB", 0),
+    ("peak_mem_increase_mb", "Peak +MB", 1),
+    ("update_gflops", "GFLOPs", 2),
+    ("trainable_params", "Trainable params", 0),
+    ("changed_params", "Changed params", 0),
+    ("delta_kb", "Delta KB", 1),
+    ("usd_per_update", "$ / update (est.)", 6),
+    ("kwh_per_update", "kWh / update (est.)", 6),
+    ("cost_vs_full_retrain", "Cost × full_retrain", 3),
+]
+LATENCY: list[Column] = [
+    ("serve_p50_ms", "p50 ms", 3),
+    ("serve_p95_ms", "p95 ms", 3),
+    ("serve_p99_ms", "p99 ms", 3),
+    ("serve_users_per_s", "Users/s (batched)", 0),
+    ("serve_mflops_per_request", "MFLOPs / request", 3),
 ]
 
 
@@ -38,7 +77,7 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 
 def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[str, Any]]:
-    """One record per (method, seed) of the grid, with status and the values used in tables."""
+    """One record per (method, seed) of the grid: status, quality and cost values."""
     records = []
     for method_name in params.get("methods") or {}:
         for seed in params.get("seeds") or []:
@@ -46,14 +85,55 @@ def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[
             summary, cost = _load(folder / "summary.json"), _load(folder / "cost.json")
             rec = {"method": method_name, "seed": seed, "version": None, "status": "missing",
                    "reason": f"no result in {folder.relative_to(root)}: run dvc repro"}  # fmt: skip
+            rec["folder"] = folder
             if summary:
                 rec.update(version=summary["method_version"], status=summary["status"],
                            reason=summary["reason"], **summary["next_window"])  # fmt: skip
-                rec["device"] = (cost or {}).get("device_name")
+                rec["device"] = (cost or {}).get("device")
+                rec["device_name"] = (cost or {}).get("device_name")
+                rec["provenance"] = _load(folder / "provenance.json") or {}
                 if summary["status"] == "ok":
-                    rec.update({k: v for k, v in (cost or {}).items() if k.endswith("_s")})
+                    rec.update({k: v for k, v in (cost or {}).items() if k not in rec})
+                    rec["retention"] = summary["retention"]["ndcg@10"]
+                    per_window = pd.read_csv(folder / "windows.csv")
+                    per_window = per_window[per_window["status"] == "ok"]
+                    rec["by_window"] = [
+                        None if pd.isna(v) else float(v) for v in per_window["ndcg@10"]
+                    ]
             records.append(rec)
     return records
+
+
+def add_estimates(
+    records: list[dict[str, Any]], profile_name: str, profile: HardwareProfile
+) -> None:
+    """Derived columns: $ and kWh per update from measured seconds, cost relative to
+    full_retrain (ratio of mean update seconds, same dataset/backbone), delta in MB."""
+    for rec in records:
+        if (
+            rec["status"] == "ok"
+            and rec.get("device")
+            and rec["device"].split(":")[0] != profile.kind
+        ):
+            raise ConfigError(
+                f"{rec['method']} seed {rec['seed']} was measured on {rec['device']} but "
+                f"hardware_profile {profile_name!r} describes a {profile.kind} machine; set "
+                "hardware_profile in params.yaml to a profile of the hardware that ran the grid"
+            )
+    retrain = [r["update_wall_s"] for r in records
+               if r["method"] == "full_retrain" and r["status"] == "ok"]  # fmt: skip
+    base = float(np.mean(retrain)) if retrain else None
+    for rec in records:
+        seconds = rec.get("update_wall_s")
+        if rec["status"] != "ok" or seconds is None:
+            continue
+        rec["usd_per_update"] = profile.dollars(seconds)
+        rec["kwh_per_update"] = profile.kwh(seconds)
+        rec["cost_vs_full_retrain"] = seconds / base if base else None
+        if rec.get("delta_bytes") is not None:
+            rec["delta_kb"] = rec["delta_bytes"] / 1024
+        if rec.get("serve_flops_per_request") is not None:
+            rec["serve_mflops_per_request"] = rec["serve_flops_per_request"] / 1e6
 
 
 def _fmt(values: list[float], decimals: int) -> tuple[str, float, float]:
@@ -62,11 +142,15 @@ def _fmt(values: list[float], decimals: int) -> tuple[str, float, float]:
         return "–", float("nan"), float("nan")
     mean = float(np.mean(vals))
     std = float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
-    text = f"{mean:.{decimals}f}" + (f" ± {std:.{decimals}f}" if len(vals) > 1 else "")
+    text = f"{mean:,.{decimals}f}" + (f" ± {std:,.{decimals}f}" if len(vals) > 1 else "")
     return text, mean, std
 
 
-def table(records: list[dict[str, Any]]) -> tuple[list[list[str]], pd.DataFrame]:
+def table(
+    records: list[dict[str, Any]],
+    columns: list[Column],
+    marks: dict[tuple[str, str], str] | None = None,
+) -> tuple[list[list[str]], pd.DataFrame]:
     rows, csv_rows = [], []
     for method_name in dict.fromkeys(r["method"] for r in records):
         recs = [r for r in records if r["method"] == method_name]
@@ -79,10 +163,16 @@ def table(records: list[dict[str, Any]]) -> tuple[list[list[str]], pd.DataFrame]
             first = recs[0]
             status = f"{first['status'].replace('_', ' ')}: {first['reason']}"
         row, csv_row = [label], {"method": method_name, "version": version, "seeds": len(ok)}
-        for key, _, decimals in COLUMNS:
-            text, mean, std = _fmt([r.get(key) for r in ok], decimals)
-            row.append(text)
+        for key, _, decimals in columns:
+            values = [r.get(key) for r in ok]
+            text, mean, std = _fmt(values, decimals)
+            mark = (marks or {}).get((method_name, key))
+            row.append(f"{text} {mark}" if mark and ok else text)
+            ci = stats.mean_std_ci([v for v in values if v is not None])
             csv_row[f"{key}_mean"], csv_row[f"{key}_std"] = mean, std
+            csv_row[f"{key}_ci95_low"], csv_row[f"{key}_ci95_high"] = ci["ci_low"], ci["ci_high"]
+            if mark:
+                csv_row[f"{key}_vs_full_retrain"] = mark
         row.append(status)
         csv_row["status"] = status
         rows.append(row)
@@ -90,35 +180,37 @@ def table(records: list[dict[str, Any]]) -> tuple[list[list[str]], pd.DataFrame]
     return rows, pd.DataFrame(csv_rows)
 
 
-def caption(root: Path, params: dict, dataset: str, backbone: str, records) -> str:
+def caption(root: Path, params: dict, dataset: str, backbone: str, records, what: str) -> str:
     protocol = protocol_from(params)
     manifest = _load(root / "data" / "windows" / dataset / "manifest.json") or {}
     split_hash = (manifest.get("sha256") or {}).get("window-0.parquet", "")[:12] or "unknown"
-    devices = sorted({r["device"] for r in records if r.get("device")}) or ["unknown"]
+    devices = sorted({r["device_name"] for r in records if r.get("device_name")}) or ["unknown"]
     seeds = params.get("seeds") or []
     return (
-        f"{dataset} / {backbone}: next-window metrics (model M_(t-1) on window t) averaged over "
-        f"{protocol.n_windows} windows, mean ± std over seeds {seeds}. Protocol: base "
+        f"{dataset} / {backbone}: {what} ({protocol.n_windows} windows), mean ± std over "
+        f"seeds {seeds}. Protocol: base "
         f"{protocol.base_fraction:g}, {protocol.n_windows} windows by {protocol.window_mode}, "
         f"holdout {protocol.holdout_fraction:g}, positive = rating >= "
         f"{protocol.positive_threshold:g}, {protocol.n_negatives} negatives, full-catalogue "
-        f"ranking. Split {split_hash}. Update seconds measured on {', '.join(devices)}."
+        f"ranking. Split {split_hash}. Measured on {', '.join(devices)}."
     )
 
 
-def write_table(
-    out: Path, stem: str, headers: list[str], rows, csv: pd.DataFrame, cap: str
-) -> list[Path]:
-    md = (
-        f"{cap}\n\n"
-        + tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
-        + "\n"
-    )
+def write_table(out: Path, stem: str, headers: list[str], rows, csv: pd.DataFrame, cap: str,
+                prov: list[str]) -> list[Path]:  # fmt: skip
+    md = (f"{cap} Provenance[^prov].\n\n"
+          + tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
+          + "\n\n[^prov]: " + "; ".join(prov) + "\n")  # fmt: skip
+    tex = latex(headers, rows, cap) + "".join(f"% {tex_escape_comment(line)}\n" for line in prov)
     paths = [out / f"{stem}.md", out / f"{stem}.tex", out / f"{stem}.csv"]
     io.write_text(paths[0], md)
-    io.write_text(paths[1], latex(headers, rows, cap))
+    io.write_text(paths[1], tex)
     io.write_csv(paths[2], csv)
     return paths
+
+
+def tex_escape_comment(text: str) -> str:
+    return text.replace("\n", " ")
 
 
 def latex(headers: list[str], rows: list[list[str]], cap: str) -> str:
@@ -138,19 +230,187 @@ def tex_escape(text: str) -> str:
     for ch in str(text):
         out.append({"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
                     "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                    "^": r"\textasciicircum{}", "±": r"$\pm$", "–": "--"}.get(ch, ch))  # fmt: skip
+                    "^": r"\textasciicircum{}", "±": r"$\pm$", "–": "--", "×": r"$\times$",
+                    "▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$"}.get(ch, ch))  # fmt: skip
     return "".join(out).replace(">=", r"$\geq$")
+
+
+KINDS = {
+    "quality": (QUALITY, "next-window metrics (model M_(t-1) on window t) averaged over windows"),
+    "cost": (COST, "cost per update (window mean), measured by the harness's meter; Peak MB is "
+             "the process peak during the update, Peak +MB its rise over the level at the start"),
+    "latency": (LATENCY, "serving: top-10 over the full catalogue for one user, model serving "
+                "window t, 200 timed requests after 20 warm-up; throughput in batches of 256"),
+    "continual": (None, "continual-learning view from the retention matrix R[t][j] (NDCG@10 of "
+                  "M_t on the holdout of period j; row 0 = M0): forgetting, backward transfer "
+                  "(GEM), mean gap of next-window NDCG@10 to full_retrain (same seed), and "
+                  "next-window NDCG@10 by window (the staleness curve)"),
+}  # fmt: skip
+SIG_NOTE = ("▲k / ▼k: significantly better / worse than full_retrain in k windows (per window: "
+            "per-user paired Wilcoxon signed-rank test on seed-matched users of every seed, "
+            "Holm-corrected across methods, α = 0.05).")  # fmt: skip
+
+
+def continual_columns(n_windows: int) -> list[Column]:
+    cols = [
+        ("forgetting", "Forgetting", 4),
+        ("bwt", "BWT", 4),
+        ("gap_to_full_retrain", "Gap to full_retrain", 4),
+    ]
+    return cols + [(f"w{t}", f"NDCG@10 w{t}", 4) for t in range(1, n_windows + 1)]
+
+
+def provenance(root: Path, records: list[dict[str, Any]], dataset: str) -> list[str]:
+    """Footer lines: code, inputs, packages, device, data, method versions (from the runs)."""
+    provs = [r["provenance"] for r in records if r.get("provenance")]
+    commits = sorted({(p["git"]["commit"] or "unknown")[:12] + ("+dirty" if p["git"]["dirty"] else "")
+                      for p in provs})  # fmt: skip
+    packages = provs[0]["packages"] if provs else {}
+    devices = sorted({p["device_name"] for p in provs})
+    split = provs[0]["split_sha256"].get("window-0.parquet", "")[:12] if provs else "?"
+    source = (provs[0]["dataset"].get("source") or {}).get("served_by", "?") if provs else "?"
+    versions = ", ".join(
+        f"{m} v{v}"
+        for m, v in dict.fromkeys((r["method"], r["version"]) for r in records if r["version"])
+    )
+    return [
+        f"git {', '.join(commits) or 'unknown'}",
+        f"dvc.lock inputs {lock_digest(root, records)}",
+        "packages " + ", ".join(f"{k} {v}" for k, v in packages.items()),
+        f"device {', '.join(devices) or 'unknown'}",
+        f"dataset {dataset} (served by {source}), split {split}",
+        f"methods {versions}",
+    ]
+
+
+def lock_digest(root: Path, records: list[dict[str, Any]]) -> str:
+    """SHA-256 (12 hex) over the dvc.lock entries (deps, params) of the runs in a table."""
+    lock_path = root / "dvc.lock"
+    if not lock_path.exists():
+        return "none (no dvc.lock)"
+    stages = (yaml.safe_load(lock_path.read_text()) or {}).get("stages", {})
+    entries = {}
+    for rec in records:
+        name = f"run@{rec['folder'].name}"
+        if name in stages:
+            entries[name] = {k: stages[name].get(k) for k in ("deps", "params")}
+    return hashlib.sha256(io.dumps_json(entries).encode()).hexdigest()[:12]
 
 
 def report(root: Path) -> list[Path]:
     params = load_params(root)
+    profile_name, profile = hardware_profile_from(params)
     out = root / "results" / "tables"
-    headers = ["Method", *(h for _, h, _ in COLUMNS), "Status"]
-    written = []
+    plots_dir = root / "results" / "plots"
+    written, sections = [], []
     for dataset in params.get("datasets") or {}:
         for backbone in params.get("backbones") or {}:
             records = collect(root, params, dataset, backbone)
-            rows, csv = table(records)
-            cap = caption(root, params, dataset, backbone, records)
-            written += write_table(out, f"quality-{dataset}-{backbone}", headers, rows, csv, cap)
+            add_estimates(records, profile_name, profile)
+            analysis.continual(records)
+            sig = analysis.significance(records)
+            prov = provenance(root, records, dataset)
+            n_windows = protocol_from(params).n_windows
+            stem = f"{dataset}-{backbone}"
+            for kind, (columns, what) in KINDS.items():
+                columns = columns or continual_columns(n_windows)
+                rows, csv = table(
+                    records, columns, analysis.marks(sig) if kind == "quality" else None
+                )
+                cap = caption(root, params, dataset, backbone, records, what)
+                if kind == "quality":
+                    cap += " " + SIG_NOTE
+                if kind in ("cost", "latency"):
+                    cap += (f" $ and kWh are estimates from measured seconds at hardware profile "
+                            f"'{profile_name}' ({profile.price_per_hour:g} $/h, {profile.watts:g} W).")  # fmt: skip
+                headers = ["Method", *(h for _, h, _ in columns), "Status"]
+                written += write_table(out, f"{kind}-{stem}", headers, rows, csv, cap, prov)
+            written += significance_table(
+                out, stem, sig, root, params, dataset, backbone, records, prov
+            )
+            written += make_plots(plots_dir, stem, records, dataset, backbone)
+            sections.append((dataset, backbone, stem))
+    written.append(results_readme(root, params, sections))
     return written
+
+
+def significance_table(
+    out, stem, sig, root, params, dataset, backbone, records, prov
+) -> list[Path]:
+    what = ("paired tests against full_retrain behind the ▲/▼ marks; cells: mean per-user "
+            "difference (method − full_retrain) and Holm-adjusted p, * where p < 0.05")  # fmt: skip
+    cap = caption(root, params, dataset, backbone, records, what)
+    if sig.empty:
+        rows, headers = [["–", "no full_retrain results to compare against"]], ["Method", "Note"]
+    else:
+        windows = sorted(sig["window"].unique())
+        headers = ["Method", "Metric", *(f"w{t}" for t in windows)]
+        rows = []
+        for (method_name, metric), g in sig.groupby(["method", "metric"], sort=False):
+            cells = g.set_index("window")
+            rows.append([method_name, metric, *(
+                f"{cells.loc[t, 'mean_diff']:+.4f} (p={cells.loc[t, 'p_holm']:.3g})"
+                + ("*" if cells.loc[t, "verdict"] != "n.s." else "") if t in cells.index else "–"
+                for t in windows)])  # fmt: skip
+    return write_table(out, f"significance-{stem}", headers, rows, sig, cap, prov)
+
+
+def make_plots(folder: Path, stem: str, records, dataset: str, backbone: str) -> list[Path]:
+    ok = [r for r in records if r["status"] == "ok"]
+    if not ok:
+        return []
+    methods = list(dict.fromkeys(r["method"] for r in ok))
+    curves, points, matrices = {}, {}, {}
+    for m in methods:
+        recs = [r for r in ok if r["method"] == m]
+        width = max(len(r["by_window"]) for r in recs)
+        curves[m] = np.array([[np.nan if v is None else v for v in r["by_window"]]
+                              + [np.nan] * (width - len(r["by_window"])) for r in recs])  # fmt: skip
+        q = stats.mean_std_ci([r.get("ndcg@10") for r in recs])
+        points[m] = (
+            float(np.mean([r.get("update_wall_s") or 0.0 for r in recs])),
+            q["mean"],
+            q["std"],
+        )
+        mats = np.array(
+            [[[np.nan if v is None else v for v in row] for row in r["retention"]] for r in recs]
+        )
+        with warnings.catch_warnings():  # cells above the diagonal are NaN for every seed
+            warnings.simplefilter("ignore", RuntimeWarning)
+            matrices[m] = np.nanmean(mats, axis=0)
+    title = f"{dataset} / {backbone}"
+    return [
+        *plots.by_window(curves, "next-window NDCG@10", f"{title}: NDCG@10 by window (band: seeds min-max)",
+                         folder / f"{stem}-ndcg_by_window"),
+        *plots.quality_vs_cost(points, "next-window NDCG@10", f"{title}: quality vs update cost",
+                               folder / f"{stem}-quality_vs_cost"),
+        *plots.retention(matrices, f"{title}: retention matrix R[t][j] (NDCG@10, mean over seeds)",
+                         folder / f"{stem}-retention"),
+    ]  # fmt: skip
+
+
+def results_readme(root: Path, params: dict, sections) -> Path:
+    protocol = protocol_from(params)
+    lines = [
+        "# Results", "",
+        "Generated by `incbench report` (the `report` stage of `dvc repro`); do not edit by hand.", "",
+        f"Grid: datasets {list(params.get('datasets') or {})}, backbones "
+        f"{list(params.get('backbones') or {})}, methods {list(params.get('methods') or {})}, "
+        f"seeds {params.get('seeds')}. Protocol: {dataclasses.asdict(protocol)}.", "",
+        "Regenerate everything with `make repro` (set-up + `dvc repro`); after changing "
+        "params.yaml or adding a method, `dvc repro` reruns only what changed. "
+        "`incbench compare OLD NEW` checks that a rerun reproduced these numbers.", "",
+    ]  # fmt: skip
+    for dataset, backbone, stem in sections:
+        quality = (root / "results" / "tables" / f"quality-{stem}.md").read_text()
+        lines += [f"## {dataset} / {backbone}", "", quality, ""]
+        lines += [f"Also: [cost](tables/cost-{stem}.md), [latency](tables/latency-{stem}.md), "
+                  f"[continual](tables/continual-{stem}.md), "
+                  f"[significance](tables/significance-{stem}.md) (each also as .tex and .csv).", ""]  # fmt: skip
+        for name, what in (("ndcg_by_window", "NDCG@10 by window"), ("quality_vs_cost", "quality vs cost"),
+                           ("retention", "retention matrices")):  # fmt: skip
+            if (root / "results" / "plots" / f"{stem}-{name}.png").exists():
+                lines += [f"![{what}](plots/{stem}-{name}.png)", ""]
+    path = root / "results" / "README.md"
+    io.write_text(path, "\n".join(lines))
+    return path

@@ -111,6 +111,41 @@ def fit(
     return FitResult(steps, int(len(u_all)) * epochs, loss_value)
 
 
+def update_flops(
+    model: nn.Module, groups: tuple[str, ...], probe: pd.DataFrame, examples: int
+) -> int:
+    """FLOPs of training `model` on `examples` examples with only `groups` trainable.
+
+    One forward + backward on a small probe batch is counted with FlopCounterMode (outside any
+    timed region; parameters and optimiser untouched) and scaled by examples / probe size:
+    every op of a training step is linear in the batch size. Elementwise optimiser work is not
+    counted (torch's convention).
+    """
+    from incbench.meter import count_flops
+
+    if examples == 0 or len(probe) == 0:
+        return 0
+    chosen = {id(p) for p in trainable_parameters(model, list(groups))}
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    users = torch.from_numpy(probe["user_idx"].to_numpy(np.int64, copy=True))
+    items = torch.from_numpy(probe["item_idx"].to_numpy(np.int64, copy=True))
+    device = next(model.parameters()).device
+    users, items = users.to(device), items.to(device)
+    labels = torch.zeros(len(probe), device=device)
+    grads = {id(p): p.grad for p in model.parameters()}
+    try:
+        for p in model.parameters():
+            p.requires_grad_(id(p) in chosen)
+            p.grad = None
+        flops = count_flops(lambda: nn.functional.binary_cross_entropy_with_logits(
+            model.score(users, items), labels).backward())  # fmt: skip
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+            p.grad = grads[id(p)]
+    return int(round(flops * examples / len(probe)))
+
+
 # ---- checkpoints: safetensors weights + JSON config (never pickle) --------------------------
 
 

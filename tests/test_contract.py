@@ -55,7 +55,7 @@ def test_runs_the_loop_and_keeps_its_invariants(small_project, name):
         value = summary["next_window"][metric]
         assert value is not None and 0.0 <= value <= 1.0, (metric, value)
     assert len(result.per_user) > 0 and set(result.per_user["window"]) == set(range(1, n + 1))
-    assert len(result.retention) == sum(t + 1 for t in range(1, n + 1))  # R[t][0..t]
+    assert len(result.retention) == sum(t + 1 for t in range(n + 1))  # R[t][0..t], M0 = row 0
     assert (result.windows["update_wall_s"] >= 0).all()
     assert (result.windows["changed_params"] <= result.windows["trainable_params"]).all()
 

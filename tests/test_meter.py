@@ -13,9 +13,53 @@ def test_peak_memory_sees_a_known_allocation():
         block.sum()
         del block
     assert big.result.peak_mem_mb - small.result.peak_mem_mb > 250
+    assert big.result.peak_mem_increase_mb > 250 and small.result.peak_mem_increase_mb < 50
 
 
 def test_times_are_measured():
     with Meter() as m:
         sum(i * i for i in range(200_000))
     assert m.result.wall_s > 0 and m.result.cpu_s > 0
+
+
+def _probe_model():
+    import pandas as pd
+
+    from incbench.backbones import mf
+
+    model = mf.build(mf.Params(dim=4, layers=(8, 4)), n_users=6, n_items=6, seed=0)
+    probe = pd.DataFrame({"user_idx": [0, 1, 2, 3, 4], "item_idx": [1, 2, 3, 4, 5]})
+    return model, probe
+
+
+def test_flops_match_a_hand_count_for_a_small_model():
+    from incbench.train import update_flops
+
+    model, probe = _probe_model()
+    B, d, h = 5, 4, 8
+    lookups = 2 * B * d  # user + item rows gathered
+    towers = 2 * (2 * B * d * h + 2 * B * h * d)  # two towers, Linear(4->8) and Linear(8->4)
+    head = 2 * B * d * 1
+    forward = lookups + towers + head
+    # backward: every matmul twice (grad input + grad weight), lookups scattered back
+    backward = 2 * head + 2 * towers + lookups
+    assert (
+        update_flops(model, ("embeddings", "tower.0", "tower.1", "head"), probe, B)
+        == forward + backward
+    )
+    # only the head trainable: autograd computes just the head's weight gradient
+    assert update_flops(model, ("head",), probe, B) == forward + head
+    # scaling: 10x the examples, 10x the FLOPs
+    assert update_flops(model, ("head",), probe, 10 * B) == 10 * (forward + head)
+
+
+def test_flop_probe_changes_nothing():
+    import torch
+
+    from incbench.train import update_flops
+
+    model, probe = _probe_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    update_flops(model, ("head",), probe, 100)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())

@@ -10,6 +10,8 @@ and the model it returns implements (see ARCHITECTURE.md, "Backbone interface"):
   grow(n_users, n_items)       append rows for new users/items; old rows untouched
   score(users, items)          one logit per (user, item) pair
   score_all(users, n_items)    logits [len(users), n_items] over the catalogue prefix
+  item_index(n_items)          the catalogue side computed once (what serving would cache)
+  score_index(users, index)    logits against such an index (score_all = both in one call)
   config()                     JSON-able dict that `build` can rebuild the same shape from
 """
 

@@ -98,9 +98,16 @@ class MF(nn.Module):
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.head(self.user_vectors(users) * self.item_vectors(items)).squeeze(-1)
 
+    def item_index(self, n_items: int) -> torch.Tensor:
+        """What serving precomputes once per model: the item tower over the catalogue."""
+        return self.item_vectors(n_items=n_items)
+
+    def score_index(self, users: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Logits [len(users), len(index)] against a precomputed item index."""
+        return (self.user_vectors(users) * self.head.weight) @ index.T + self.head.bias
+
     def score_all(self, users: torch.Tensor, n_items: int) -> torch.Tensor:
-        u = self.user_vectors(users) * self.head.weight  # [B, d]
-        return u @ self.item_vectors(n_items=n_items).T + self.head.bias
+        return self.score_index(users, self.item_index(n_items))
 
     def config(self) -> dict:
         return {

@@ -1,0 +1,59 @@
+"""Serving latency: top-K over the full catalogue for one user, and batched throughput.
+
+The model first builds its item index (what a server caches between model pushes; not timed),
+then each request scores one user against the whole catalogue and takes the top K. After
+`warmup` untimed requests, `n_requests` are timed one by one (CUDA-synchronised) for
+p50/p95/p99; throughput times batches of `batch_users` users.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from incbench.meter import count_flops
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def measure(model, users: np.ndarray, n_items: int, *, k: int = 10, n_requests: int = 200,
+            warmup: int = 20, batch_users: int = 256, device: str = "cpu",
+            seed: int = 0) -> dict[str, float]:  # fmt: skip
+    model.eval()
+    rng = np.random.default_rng(seed)
+    index = model.item_index(n_items)
+    k = min(k, n_items)
+    picks = torch.from_numpy(rng.choice(users, size=warmup + n_requests)).to(device)
+
+    def request(u: torch.Tensor) -> torch.Tensor:
+        return torch.topk(model.score_index(u, index), k, dim=1).indices
+
+    times = []
+    for n, u in enumerate(picks):
+        _sync(device)
+        t0 = time.perf_counter()
+        request(u.view(1))
+        _sync(device)
+        if n >= warmup:
+            times.append(time.perf_counter() - t0)
+    batch = torch.from_numpy(rng.choice(users, size=batch_users)).to(device)
+    request(batch)  # warm-up
+    reps, t0 = 5, time.perf_counter()
+    for _ in range(reps):
+        request(batch)
+    _sync(device)
+    elapsed = time.perf_counter() - t0
+    ms = np.asarray(times) * 1000
+    return {
+        "serve_p50_ms": float(np.percentile(ms, 50)),
+        "serve_p95_ms": float(np.percentile(ms, 95)),
+        "serve_p99_ms": float(np.percentile(ms, 99)),
+        "serve_users_per_s": float(reps * batch_users / elapsed),
+        "serve_flops_per_request": float(count_flops(lambda: request(picks[:1]))),
+    }
