@@ -16,7 +16,10 @@ def git_commit(root: Path) -> dict[str, Any]:
         out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
         return out.stdout.strip() if out.returncode == 0 else None
 
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    # what the pipeline itself writes while it runs does not make the code dirty
+    outputs = [":!results", ":!dvc.lock", ":!data", ":!models"]
+    dirty = git("status", "--porcelain", "--", ".", *outputs)
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(dirty)}
 
 
 def packages() -> dict[str, str]:

@@ -137,3 +137,21 @@ def test_method_file_missing_pieces(project):
         ConfigError, match=r"must define: VERSION = \"1\" \(a string\); a dataclass"
     ):
         get("half", project)
+
+
+def test_provenance_ignores_pipeline_outputs(tmp_path):
+    import subprocess
+
+    from incbench.provenance import git_commit
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t",
+                    "commit", "-qm", "c"], check=True)  # fmt: skip
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "new.json").write_text("{}")
+    (tmp_path / "dvc.lock").write_text("stages: {}\n")
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path)["dirty"] is True
