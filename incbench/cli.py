@@ -63,6 +63,16 @@ def cmd_run(args) -> None:
     print(f"{out.name}: {summary['status']} ({detail})")
 
 
+def cmd_tune(args) -> None:
+    from incbench.tuning import tune
+
+    out = tune(args.dataset, args.backbone, args.method, _root())
+    record = json.loads((out / "best.json").read_text())
+    detail = (f"best NDCG@10 {record['best_value']:.4f} after {record['trials']} trials"
+              if record["tuned"] else record.get("reason", "defaults"))  # fmt: skip
+    print(f"{out.name}: {detail}")
+
+
 def cmd_report(args) -> None:
     from incbench.report import report
 
@@ -115,9 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.set_defaults(func=cmd_run)
-    sub.add_parser("report", help="write results/tables from the runs").set_defaults(
-        func=cmd_report
-    )
+    p = sub.add_parser("tune", help="tune a method's params on the base period (optuna)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--method", required=True)
+    p.set_defaults(func=cmd_tune)
+    p = sub.add_parser("report", help="write tables, plots and results/README.md")
+    p.set_defaults(func=cmd_report)
     sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)
     p = sub.add_parser("compare", help="did results folder B reproduce results folder A?")
     p.add_argument("a")

@@ -108,3 +108,18 @@ def retention(matrices: dict[str, np.ndarray], title: str, stem: Path) -> list[P
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
     fig.suptitle(title, fontsize=9)
     return _save(fig, stem)
+
+
+def tuning_history(
+    histories: dict[str, tuple[np.ndarray, np.ndarray]], title: str, stem: Path
+) -> list[Path]:
+    """histories[method] = (trial numbers, best-so-far objective)."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    for name, (x, best) in histories.items():
+        ax.step(x, best, where="post", marker="o", ms=3, label=name)
+    ax.set_xlabel("trial (0 = the method's defaults)")
+    ax.set_ylabel("best validation NDCG@10 so far")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, stem)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from incbench import backbones, evaluate, io, method, provenance, serving, train
+from incbench import backbones, evaluate, io, method, provenance, serving, train, tuning
 from incbench.config import ConfigError, Protocol, from_mapping, load_params, protocol_from
 from incbench.meter import Meter
 from incbench.split import Windows, load_windows
@@ -61,25 +61,33 @@ def _determinism(device: str) -> None:
     torch.use_deterministic_algorithms(True, warn_only=device != "cpu")
 
 
+def pretrain_model(
+    windows: Windows, bmodule, bparams, protocol: Protocol, seed: int, device: str = "cpu"
+):
+    """M0: a fresh model trained on the base period's train part with the backbone's recipe."""
+    _determinism(device)
+    n_users, n_items = windows.known(0)
+    model = bmodule.build(
+        bparams, n_users, n_items, side=windows.items, seed=train.seed_for(seed, 0, "init")
+    )
+    model.to(device)
+    fit = train.fit(
+        model, base_train(windows), n_items=n_items, n_negatives=protocol.n_negatives, lr=bparams.lr,
+        epochs=bparams.pretrain_epochs, batch_size=bparams.batch_size, seed=train.seed_for(seed, 0, "fit"),
+        weight_decay=bparams.weight_decay, device=device,
+    )  # fmt: skip
+    return model, fit
+
+
 def pretrain(dataset: str, backbone: str, seed: int, root: Path) -> Path:
-    """Train M0 on the base period's train part and save it under models/."""
+    """`incbench pretrain`: train M0 and save it under models/."""
     params = load_params(root)
     protocol = protocol_from(params)
     device = resolve_device(params.get("device", "cpu"))
     module, bparams = backbone_params(params, backbone)
     windows = load_windows(root / "data" / "windows" / dataset)
-    _determinism(device)
-    n_users, n_items = windows.known(0)
-    model = module.build(
-        bparams, n_users, n_items, side=windows.items, seed=train.seed_for(seed, 0, "init")
-    )
-    model.to(device)
     with Meter(device) as meter:
-        fit = train.fit(
-            model, base_train(windows), n_items=n_items, n_negatives=protocol.n_negatives, lr=bparams.lr,
-            epochs=bparams.pretrain_epochs, batch_size=bparams.batch_size, seed=train.seed_for(seed, 0, "fit"),
-            weight_decay=bparams.weight_decay, device=device,
-        )  # fmt: skip
+        model, fit = pretrain_model(windows, module, bparams, protocol, seed, device)
     out = root / "models" / model_id(dataset, backbone, seed)
     train.save_model(model, backbone, out)
     io.write_json(out.parent / f"{out.name}.pretrain.json", {
@@ -136,6 +144,7 @@ class Setup:
     bparams: Any
     seed: int
     device: str = "cpu"
+    lean: bool = False  # tuning trials: next-window quality only (no serving, FLOPs, retention)
 
     def known(self, t: int) -> tuple[int, int]:
         return self.windows.known(t)
@@ -192,14 +201,21 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
     status, reason = "ok", ""
     history = [base_train(windows)]
     model.to(device).eval()
-    retention.append({"t": 0, "j": 0, **evaluate.holdout(model, windows.periods, 0, known, device)})
+    if not setup.lean:
+        retention.append(
+            {"t": 0, "j": 0, **evaluate.holdout(model, windows.periods, 0, known, device)}
+        )
     for t in range(1, windows.n_windows + 1):
         model.grow(*known[t])  # new users/items of window t get cold rows
         model.to(device).eval()
         metrics, users = evaluate.next_window(model, windows.periods, t, known, device)
         users.insert(0, "window", t)
         per_user.append(users)
-        serving = measure_serving(model, windows.periods[t], known[t][1], device, setup.seed, t)
+        serving = (
+            {}
+            if setup.lean
+            else measure_serving(model, windows.periods[t], known[t][1], device, setup.seed, t)
+        )
         ctx = make_context(setup, model, t, history, state)
         if t == 1 and (why := spec.not_applicable(ctx)):
             return _not_applicable(setup, why)
@@ -214,7 +230,7 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
         changed, delta = _delta(before, model)
         del before
         probe = ctx.window.iloc[:PROBE_ROWS]
-        flops = sum(train.update_flops(m, groups, probe, n) for m, groups, n in ctx.fits)
+        flops = 0 if setup.lean else sum(train.update_flops(m, g, probe, n) for m, g, n in ctx.fits)
         trainable = sum(p.numel() for name, ps in model.groups() if name in ctx.trained for p in ps)
         cost = {
             "update_wall_s": meter.result.wall_s, "update_cpu_s": meter.result.cpu_s,
@@ -226,7 +242,7 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
         rows.append({"window": t, "status": "ok", **metrics, **cost, **serving})
         history.append(ctx.window)
         model.eval()
-        for j in range(t + 1):
+        for j in range(0 if setup.lean else t + 1):
             retention.append(
                 {"t": t, "j": j, **evaluate.holdout(model, windows.periods, j, known, device)}
             )
@@ -291,13 +307,22 @@ def run(dataset: str, backbone: str, method_name: str, seed: int, root: Path) ->
     protocol = protocol_from(params)
     device = resolve_device(params.get("device", "cpu"))
     spec = method.get(method_name, root)
-    mparams = spec.params((params.get("methods") or {}).get(method_name))
+    fixed = (params.get("methods") or {}).get(method_name) or {}
+    tuned = (
+        tuning.tuned_params(root, dataset, backbone, method_name)
+        if tuning.tuning_from(params).trials
+        else None
+    )
+    mparams = spec.params({**tuned["params"], **fixed} if tuned else fixed)
     bmodule, bparams = backbone_params(params, backbone)
     split_dir = root / "data" / "windows" / dataset
     windows = load_windows(split_dir)
     _, m0 = train.load_model(root / "models" / model_id(dataset, backbone, seed), device)
     setup = Setup(windows, spec, mparams, protocol, backbone, bmodule, bparams, seed, device)
     result = run_protocol(setup, m0)
+    result.summary["tuning"] = (
+        {"trials": tuned["trials"], "best_value": tuned["best_value"]} if tuned else None
+    )
     out = root / "results" / "runs" / run_id(dataset, backbone, method_name, seed)
     prov = provenance.collect(
         root, device, method={"name": spec.name, "version": spec.version, "params": dataclasses.asdict(mparams)},

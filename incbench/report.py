@@ -49,6 +49,7 @@ QUALITY: list[Column] = [
     ("cold_item:ndcg@10", "NDCG@10 cold items", 4),
     ("update_wall_s", "Update s", 2),
     ("cost_vs_full_retrain", "Cost × full_retrain", 3),
+    ("tuning", "Tuning", None),
 ]
 COST: list[Column] = [
     ("update_wall_s", "Update s", 3),
@@ -86,6 +87,10 @@ def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[
             rec = {"method": method_name, "seed": seed, "version": None, "status": "missing",
                    "reason": f"no result in {folder.relative_to(root)}: run dvc repro"}  # fmt: skip
             rec["folder"] = folder
+            best = _load(
+                root / "results" / "tuning" / f"{dataset}-{backbone}-{method_name}" / "best.json"
+            )
+            rec["tuning_record"] = best
             if summary:
                 rec.update(version=summary["method_version"], status=summary["status"],
                            reason=summary["reason"], **summary["next_window"])  # fmt: skip
@@ -95,6 +100,8 @@ def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[
                 if summary["status"] == "ok":
                     rec.update({k: v for k, v in (cost or {}).items() if k not in rec})
                     rec["retention"] = summary["retention"]["ndcg@10"]
+                    tuned = summary.get("tuning")
+                    rec["tuning"] = f"{tuned['trials']} trials" if tuned else "defaults"
                     per_window = pd.read_csv(folder / "windows.csv")
                     per_window = per_window[per_window["status"] == "ok"]
                     rec["by_window"] = [
@@ -164,6 +171,11 @@ def table(
             status = f"{first['status'].replace('_', ' ')}: {first['reason']}"
         row, csv_row = [label], {"method": method_name, "version": version, "seeds": len(ok)}
         for key, _, decimals in columns:
+            if decimals is None:  # a text column: the same for every seed
+                text = next((str(r[key]) for r in ok if r.get(key) is not None), "–")
+                row.append(text)
+                csv_row[key] = text
+                continue
             values = [r.get(key) for r in ok]
             text, mean, std = _fmt(values, decimals)
             mark = (marks or {}).get((method_name, key))
@@ -325,6 +337,7 @@ def report(root: Path) -> list[Path]:
                             f"'{profile_name}' ({profile.price_per_hour:g} $/h, {profile.watts:g} W).")  # fmt: skip
                 headers = ["Method", *(h for _, h, _ in columns), "Status"]
                 written += write_table(out, f"{kind}-{stem}", headers, rows, csv, cap, prov)
+            written += tuning_table(out, stem, root, params, dataset, backbone, records, prov)
             written += significance_table(
                 out, stem, sig, root, params, dataset, backbone, records, prov
             )
@@ -353,6 +366,33 @@ def significance_table(
                 + ("*" if cells.loc[t, "verdict"] != "n.s." else "") if t in cells.index else "–"
                 for t in windows)])  # fmt: skip
     return write_table(out, f"significance-{stem}", headers, rows, sig, cap, prov)
+
+
+def tuning_table(out, stem, root, params, dataset, backbone, records, prov) -> list[Path]:
+    cfg = params.get("tuning") or {}
+    what = (f"hyperparameter tuning (optuna TPE, seeded per method; objective: mean next-window "
+            f"NDCG@10 over {cfg.get('n_windows', '?')} validation windows cut from the base "
+            f"period's train part, never windows 1..N; {cfg.get('trials', 0)} completed trials "
+            "per method, defaults enqueued first)")  # fmt: skip
+    rows, csv_rows = [], []
+    for method_name in dict.fromkeys(r["method"] for r in records):
+        best = next((r["tuning_record"] for r in records if r["method"] == method_name), None)
+        if not best:
+            rows.append([method_name, "–", "–", "–", "missing: run dvc repro"])
+            continue
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in sorted(best["params"].items()))
+        value = f"{best['best_value']:.4f}" if best.get("tuned") else "–"
+        status = "tuned" if best.get("tuned") else f"defaults ({best.get('reason', '')})"
+        rows.append([method_name, str(best.get("trials", 0)), value, shown, status])
+        csv_rows.append({"method": method_name, "trials": best.get("trials", 0),
+                         "best_value": best.get("best_value"), **best["params"], "status": status})  # fmt: skip
+    cap = caption(root, params, dataset, backbone, records, what)
+    headers = ["Method", "Trials", "Best val. NDCG@10", "Params used by the runs", "Status"]
+    return write_table(out, f"tuning-{stem}", headers, rows, pd.DataFrame(csv_rows), cap, prov)
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def make_plots(folder: Path, stem: str, records, dataset: str, backbone: str) -> list[Path]:
@@ -384,9 +424,29 @@ def make_plots(folder: Path, stem: str, records, dataset: str, backbone: str) ->
                          folder / f"{stem}-ndcg_by_window"),
         *plots.quality_vs_cost(points, "next-window NDCG@10", f"{title}: quality vs update cost",
                                folder / f"{stem}-quality_vs_cost"),
+        *tuning_history_plot(records, folder.parent / "tuning", stem, folder / f"{stem}-tuning_history", title),
         *plots.retention(matrices, f"{title}: retention matrix R[t][j] (NDCG@10, mean over seeds)",
                          folder / f"{stem}-retention"),
     ]  # fmt: skip
+
+
+def tuning_history_plot(
+    records, tuning_dir: Path, prefix: str, stem: Path, title: str
+) -> list[Path]:
+    """Best-so-far validation score by trial, one line per tuned method."""
+    histories = {}
+    for rec in records:
+        best = rec.get("tuning_record")
+        if rec["method"] in histories or not best or not best.get("tuned"):
+            continue
+        trials = pd.read_csv(tuning_dir / f"{prefix}-{rec['method']}" / "trials.csv")
+        done = trials[trials["state"] == "COMPLETE"]
+        histories[rec["method"]] = (done["number"].to_numpy(), done["value"].cummax().to_numpy())
+    if not histories:
+        return []
+    return plots.tuning_history(
+        histories, f"{title}: tuning (best-so-far validation NDCG@10)", stem
+    )
 
 
 def results_readme(root: Path, params: dict, sections) -> Path:
@@ -406,9 +466,10 @@ def results_readme(root: Path, params: dict, sections) -> Path:
         lines += [f"## {dataset} / {backbone}", "", quality, ""]
         lines += [f"Also: [cost](tables/cost-{stem}.md), [latency](tables/latency-{stem}.md), "
                   f"[continual](tables/continual-{stem}.md), "
-                  f"[significance](tables/significance-{stem}.md) (each also as .tex and .csv).", ""]  # fmt: skip
+                  f"[significance](tables/significance-{stem}.md), [tuning](tables/tuning-{stem}.md) "
+                  "(each also as .tex and .csv).", ""]  # fmt: skip
         for name, what in (("ndcg_by_window", "NDCG@10 by window"), ("quality_vs_cost", "quality vs cost"),
-                           ("retention", "retention matrices")):  # fmt: skip
+                           ("retention", "retention matrices"), ("tuning_history", "tuning history")):  # fmt: skip
             if (root / "results" / "plots" / f"{stem}-{name}.png").exists():
                 lines += [f"![{what}](plots/{stem}-{name}.png)", ""]
     path = root / "results" / "README.md"

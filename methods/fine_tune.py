@@ -11,6 +11,13 @@ class Params:
     epochs: int = 3
 
 
+def search_space(trial):
+    return {
+        "lr": trial.suggest_float("lr", 1e-4, 3e-2, log=True),
+        "epochs": trial.suggest_int("epochs", 1, 5),
+    }
+
+
 def update(ctx, params):
     ctx.fit(ctx.model, ctx.window, lr=params.lr, epochs=params.epochs)
     return ctx.model

@@ -21,6 +21,14 @@ def top_groups(groups: list[str], k: int) -> list[str]:
     return groups[-(k + 1) :]
 
 
+def search_space(trial):
+    return {
+        "k": trial.suggest_int("k", 0, 3),
+        "lr": trial.suggest_float("lr", 1e-4, 3e-2, log=True),
+        "epochs": trial.suggest_int("epochs", 1, 5),
+    }
+
+
 def update(ctx, params):
     groups = top_groups(ctx.groups, params.k)
     ctx.fit(ctx.model, ctx.window, lr=params.lr, epochs=params.epochs, groups=groups)

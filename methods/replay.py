@@ -45,6 +45,15 @@ def reservoir(buffer: dict | None, seen: int, new: pd.DataFrame, size: int, rng)
     return buffer, seen + len(new)
 
 
+def search_space(trial):
+    return {
+        "buffer_size": trial.suggest_int("buffer_size", 1000, 20000, log=True),
+        "replay_ratio": trial.suggest_float("replay_ratio", 0.25, 2.0),
+        "lr": trial.suggest_float("lr", 1e-4, 3e-2, log=True),
+        "epochs": trial.suggest_int("epochs", 1, 5),
+    }
+
+
 def update(ctx, params):
     state = ctx.state
     if "buffer" not in state:  # first update: stream the history (base period) in

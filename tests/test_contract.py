@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -91,3 +92,22 @@ def test_update_is_finite(small_project, name):
     result = run_protocol(setup, m0)
     if result.summary["status"] == "ok":
         assert all(math.isfinite(v) for v in result.windows["ndcg@10"])
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_search_space_fits_the_params(name):
+    """A method's search space names only its Params fields, and its defaults lie inside it."""
+    import optuna
+
+    from incbench.method import get
+
+    spec = get(name, REPO)
+    space = getattr(spec.module, "search_space", None)
+    if space is None:
+        pytest.skip("nothing to tune")
+    defaults = dataclasses.asdict(spec.params(None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # FixedTrial warns on out-of-range values
+        values = space(optuna.trial.FixedTrial(defaults))
+    assert set(values) <= set(defaults)
+    spec.params(values)  # and every suggestion is a valid Params value

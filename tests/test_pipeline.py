@@ -56,10 +56,11 @@ def test_repro_noop_and_add_a_method(tmp_path):
     p = yaml.safe_load((root / "params.yaml").read_text())
     p["methods"]["my_method"] = {"epochs": 1}
     (root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    assert stale_stages(root) == {"run@synthetic-mf-my_method-0", "report"}
+    new_work = {"tune@synthetic-mf-my_method", "run@synthetic-mf-my_method-0", "report"}
+    assert stale_stages(root) == new_work
 
     # step 3: dvc repro runs just that
     out = dvc(root, "repro")
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"run@synthetic-mf-my_method-0", "report"}
+    assert ran == new_work
     assert "| my_method (v1)" in (root / "results/tables/quality-synthetic-mf.md").read_text()
