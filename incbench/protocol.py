@@ -74,9 +74,18 @@ def pretrain_model(
     fit = train.fit(
         model, base_train(windows), n_items=n_items, n_negatives=protocol.n_negatives, lr=bparams.lr,
         epochs=bparams.pretrain_epochs, batch_size=bparams.batch_size, seed=train.seed_for(seed, 0, "fit"),
-        weight_decay=bparams.weight_decay, device=device,
+        weight_decay=bparams.weight_decay, max_steps=bparams.max_steps,
+        groups=list(bparams.pretrain_groups) or None, device=device,
     )  # fmt: skip
+    observe(model, base_train(windows))
     return model, fit
+
+
+def observe(model, interactions: pd.DataFrame) -> None:
+    """Feed new train interactions to models that keep user features (text: profiles)."""
+    hook = getattr(model, "observe", None)
+    if hook:
+        hook(interactions)
 
 
 def pretrain(dataset: str, backbone: str, seed: int, root: Path) -> Path:
@@ -169,7 +178,7 @@ def make_context(
         rng=np.random.default_rng(train.seed_for(setup.seed, t, "method", setup.spec.name)),
         state=state, build=functools.partial(setup.build, n_users, n_items),
         fit_defaults={"n_negatives": setup.protocol.n_negatives, "batch_size": setup.bparams.batch_size,
-                      "weight_decay": setup.bparams.weight_decay},
+                      "weight_decay": setup.bparams.weight_decay, "max_steps": setup.bparams.max_steps},
         device=setup.device,
     )  # fmt: skip
 
@@ -241,6 +250,9 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
         }  # fmt: skip
         rows.append({"window": t, "status": "ok", **metrics, **cost, **serving})
         history.append(ctx.window)
+        observe(model, ctx.window)  # the protocol feeds user features, for every method alike
+        if hasattr(model, "invalidate"):
+            model.invalidate()  # weights may have changed outside fit (e.g. merged adapters)
         model.eval()
         for j in range(0 if setup.lean else t + 1):
             retention.append(

@@ -67,6 +67,7 @@ def fit(
     seed: int,
     groups: list[str] | None = None,
     weight_decay: float = 0.0,
+    max_steps: int = 0,
     device: str = "cpu",
 ) -> FitResult:
     """Train `model` in place on `interactions` (columns user_idx, item_idx, positive)."""
@@ -77,6 +78,7 @@ def fit(
     chosen = {id(p) for p in params}
     for p in model.parameters():
         p.requires_grad_(id(p) in chosen)
+    prepare = getattr(model, "prepare_training", None)  # e.g. cache a frozen encoder prefix
     rng = np.random.default_rng(seed)
     users = interactions["user_idx"].to_numpy(np.int64)
     items = interactions["item_idx"].to_numpy(np.int64)
@@ -88,8 +90,10 @@ def fit(
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     model.train()
-    steps, loss_value = 0, float("nan")
+    steps, examples, loss_value = 0, 0, float("nan")
     try:
+        if prepare:
+            prepare()
         for _ in range(epochs):
             neg = rng.integers(0, n_items, size=n * n_negatives)
             i_all = torch.from_numpy(np.concatenate([items, neg])).to(device)
@@ -101,14 +105,21 @@ def fit(
                 loss.backward()
                 opt.step()
                 steps += 1
+                examples += len(idx)
+                if max_steps and steps >= max_steps:
+                    break
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise Diverged(f"loss became {loss_value} after {steps} steps (lr={lr})")
+            if max_steps and steps >= max_steps:
+                break
     finally:
+        if hasattr(model, "finish_training"):
+            model.finish_training()
         model.eval()
         for p, flag in flags:
             p.requires_grad_(flag)
-    return FitResult(steps, int(len(u_all)) * epochs, loss_value)
+    return FitResult(steps, examples, loss_value)
 
 
 def update_flops(
@@ -137,9 +148,13 @@ def update_flops(
         for p in model.parameters():
             p.requires_grad_(id(p) in chosen)
             p.grad = None
+        if hasattr(model, "prepare_training"):
+            model.prepare_training(items)  # the frozen prefix for the probe's items only
         flops = count_flops(lambda: nn.functional.binary_cross_entropy_with_logits(
             model.score(users, items), labels).backward())  # fmt: skip
     finally:
+        if hasattr(model, "finish_training"):
+            model.finish_training()
         for p, flag in flags:
             p.requires_grad_(flag)
             p.grad = grads[id(p)]
@@ -166,6 +181,8 @@ def load_model(folder: Path, device: str = "cpu") -> tuple[str, nn.Module]:
     cfg = json.loads(cfg_path.read_text())
     module = backbones.get(cfg["backbone"])
     params = from_mapping(module.Params, cfg["params"], f"{folder}/config.json params")
-    model = module.build(params, cfg["n_users"], cfg["n_items"], seed=0)
+    model = module.build(params, cfg["n_users"], cfg["n_items"], seed=0, config=cfg)
     model.load_state_dict(load_file(str(folder / "model.safetensors"), device=device))
+    if "n_catalogue" in cfg:  # text: the catalogue visible to the model
+        model.n_items = cfg["n_items"]
     return cfg["backbone"], model.to(device).eval()

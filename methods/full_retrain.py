@@ -22,5 +22,6 @@ def update(ctx, params):
         data,
         lr=params.lr if params.lr is not None else recipe.lr,
         epochs=params.epochs if params.epochs is not None else recipe.pretrain_epochs,
+        groups=ctx.recipe_groups,  # e.g. the text backbone keeps the published LM weights
     )
     return model

@@ -26,10 +26,12 @@ class Params:
     layers: tuple[int, ...] = (64, 32)
     init_std: float = 0.1
     # training recipe shared by pretraining and full_retrain
+    pretrain_groups: tuple[str, ...] = ()  # groups trained by the recipe; () = every group
     pretrain_epochs: int = 5
     lr: float = 0.01
     batch_size: int = 4096
     weight_decay: float = 0.0
+    max_steps: int = 0  # optimiser steps per fit call at most (0 = no cap)
 
     def __post_init__(self):
         if self.dim < 1 or not self.layers or min(self.layers) < 1:
@@ -128,7 +130,7 @@ def _grown(emb: nn.Embedding, n: int) -> nn.Embedding:
     return new
 
 
-def build(params: Params, n_users: int, n_items: int, side=None, seed: int = 0) -> MF:
+def build(params: Params, n_users: int, n_items: int, side=None, seed: int = 0, config=None) -> MF:
     """A fresh model; initialisation depends only on `seed` (a local generator)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
