@@ -88,16 +88,29 @@ def observe(model, interactions: pd.DataFrame) -> None:
         hook(interactions)
 
 
+def outside_budget(bparams, backbone: str, seed: int) -> str | None:
+    """Why this seed is not run for this backbone (its `seeds` budget), or None."""
+    seeds = getattr(bparams, "seeds", ())
+    if seeds and seed not in seeds:
+        return f"seed {seed} is outside backbones.{backbone}.seeds {list(seeds)} (compute budget)"
+    return None
+
+
 def pretrain(dataset: str, backbone: str, seed: int, root: Path) -> Path:
     """`incbench pretrain`: train M0 and save it under models/."""
     params = load_params(root)
     protocol = protocol_from(params)
     device = resolve_device(params.get("device", "cpu"))
     module, bparams = backbone_params(params, backbone)
+    out = root / "models" / model_id(dataset, backbone, seed)
+    if why := outside_budget(bparams, backbone, seed):
+        with io.atomic_dir(out) as build:
+            io.write_json(build / "SKIPPED.json", {"reason": why})
+        io.write_json(out.parent / f"{out.name}.pretrain.json", {"skipped": why})
+        return out
     windows = load_windows(root / "data" / "windows" / dataset)
     with Meter(device) as meter:
         model, fit = pretrain_model(windows, module, bparams, protocol, seed, device)
-    out = root / "models" / model_id(dataset, backbone, seed)
     train.save_model(model, backbone, out)
     io.write_json(out.parent / f"{out.name}.pretrain.json", {
         "final_loss": fit.final_loss, "steps": fit.steps, **dataclasses.asdict(meter.result),
@@ -123,7 +136,7 @@ def _delta(before: dict[str, torch.Tensor], model: torch.nn.Module) -> tuple[int
     changed = nbytes = 0
     after = model.state_dict()
     for name, new in after.items():
-        old = before.get(name)
+        old = before.get(name.replace(".base_layer", ""))  # peft wraps adapted layers
         if old is None or old.shape != new.shape:
             changed += new.numel()
             nbytes += new.numel() * new.element_size()
@@ -209,6 +222,9 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
     rows, per_user, retention = [], [], []
     status, reason = "ok", ""
     history = [base_train(windows)]
+    model.grow(*known[1])
+    if why := spec.not_applicable(make_context(setup, model, 1, history, state)):
+        return _not_applicable(setup, why)
     model.to(device).eval()
     if not setup.lean:
         retention.append(
@@ -226,8 +242,6 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
             else measure_serving(model, windows.periods[t], known[t][1], device, setup.seed, t)
         )
         ctx = make_context(setup, model, t, history, state)
-        if t == 1 and (why := spec.not_applicable(ctx)):
-            return _not_applicable(setup, why)
         before = _snapshot(model)
         try:
             with Meter(device) as meter:
@@ -320,13 +334,22 @@ def run(dataset: str, backbone: str, method_name: str, seed: int, root: Path) ->
     device = resolve_device(params.get("device", "cpu"))
     spec = method.get(method_name, root)
     fixed = (params.get("methods") or {}).get(method_name) or {}
-    tuned = (
-        tuning.tuned_params(root, dataset, backbone, method_name)
-        if tuning.tuning_from(params).trials
-        else None
-    )
+    tuned = tuning.tuned_params(root, dataset, backbone, method_name)  # None unless tuned
     mparams = spec.params({**tuned["params"], **fixed} if tuned else fixed)
     bmodule, bparams = backbone_params(params, backbone)
+    out = root / "results" / "runs" / run_id(dataset, backbone, method_name, seed)
+    if why := outside_budget(bparams, backbone, seed):
+        with io.atomic_dir(out) as build:
+            summary = {"dataset": dataset, "backbone": backbone, "method": method_name,
+                       "method_version": spec.version, "seed": seed, "status": "skipped",
+                       "reason": why, "next_window": {}}  # fmt: skip
+            io.write_json(build / "summary.json", summary)
+            io.write_json(build / "cost.json", {"device": device})
+            io.write_csv(build / "windows.csv", pd.DataFrame({"status": ["skipped"]}))
+            io.write_csv(build / "retention.csv", pd.DataFrame(columns=["t", "j"]))
+            io.write_parquet(build / "per_user.parquet", pd.DataFrame({"window": []}))
+            io.write_json(build / "provenance.json", {"skipped": why})
+        return out
     split_dir = root / "data" / "windows" / dataset
     windows = load_windows(split_dir)
     _, m0 = train.load_model(root / "models" / model_id(dataset, backbone, seed), device)

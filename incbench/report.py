@@ -91,6 +91,8 @@ def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[
                 root / "results" / "tuning" / f"{dataset}-{backbone}-{method_name}" / "best.json"
             )
             rec["tuning_record"] = best
+            if summary and summary["status"] == "skipped":  # outside the backbone's seed budget
+                continue
             if summary:
                 rec.update(version=summary["method_version"], status=summary["status"],
                            reason=summary["reason"], **summary["next_window"])  # fmt: skip
@@ -109,6 +111,11 @@ def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[
                     ]
             records.append(rec)
     return records
+
+
+def grid_seeds(params: dict, backbone: str) -> list[int]:
+    budget = ((params.get("backbones") or {}).get(backbone) or {}).get("seeds") or []
+    return [s for s in params.get("seeds") or [] if not budget or s in budget]
 
 
 def add_estimates(
@@ -197,7 +204,7 @@ def caption(root: Path, params: dict, dataset: str, backbone: str, records, what
     manifest = _load(root / "data" / "windows" / dataset / "manifest.json") or {}
     split_hash = (manifest.get("sha256") or {}).get("window-0.parquet", "")[:12] or "unknown"
     devices = sorted({r["device_name"] for r in records if r.get("device_name")}) or ["unknown"]
-    seeds = params.get("seeds") or []
+    seeds = grid_seeds(params, backbone)
     return (
         f"{dataset} / {backbone}: {what} ({protocol.n_windows} windows), mean ± std over "
         f"seeds {seeds}. Protocol: base "

@@ -109,10 +109,12 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
     record: dict[str, Any] = {"dataset": dataset, "backbone": backbone, "method": method_name,
                               "method_version": spec.version, "trials": 0, "fixed": fixed,
                               "params": dataclasses.asdict(defaults), "tuned": False}  # fmt: skip
+    budget = getattr(bparams, "tuning_trials", None)
+    if budget is not None:
+        cfg = dataclasses.replace(cfg, trials=budget)
     if cfg.trials == 0 or space is None:
-        record["reason"] = (
-            "tuning.trials is 0" if cfg.trials == 0 else "no search_space in the method file"
-        )
+        record["reason"] = ("no trials in the budget (tuning.trials / backbones.<name>.tuning_trials)"
+                            if cfg.trials == 0 else "no search_space in the method file")  # fmt: skip
         _write(out, record, pd.DataFrame(), None)
         return out
 

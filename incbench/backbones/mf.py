@@ -32,6 +32,9 @@ class Params:
     batch_size: int = 4096
     weight_decay: float = 0.0
     max_steps: int = 0  # optimiser steps per fit call at most (0 = no cap)
+    # budget: which of the grid's seeds this backbone runs (() = all), tuning trials (None = tuning.trials)
+    seeds: tuple[int, ...] = ()
+    tuning_trials: int | None = None
 
     def __post_init__(self):
         if self.dim < 1 or not self.layers or min(self.layers) < 1:

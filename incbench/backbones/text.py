@@ -53,6 +53,9 @@ class Params:
     batch_size: int = 4096
     weight_decay: float = 0.0
     max_steps: int = 0  # optimiser steps per fit call at most (0 = no cap): the CPU budget
+    # budget: which of the grid's seeds this backbone runs (() = all), tuning trials (None = tuning.trials)
+    seeds: tuple[int, ...] = ()
+    tuning_trials: int | None = None
 
     def __post_init__(self):
         if self.max_tokens < 4 or self.dim < 1 or self.recent < 1 or self.item_batch < 1:
@@ -72,7 +75,12 @@ def resolve_model_path(name: str) -> str:
                 "(make setup does) or point model_name_or_path at a local model folder"
             )
         return str(Path(spec.submodule_search_locations[0]) / "model")
-    path = Path(name)
+    path = Path(name).expanduser()
+    looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1
+    if looks_local and not path.exists():
+        raise ConfigError(
+            f"model folder {name} does not exist: fix backbones.text.model_name_or_path"
+        )
     if path.exists():
         if not path.is_dir() or not (path / "config.json").exists():
             raise ConfigError(
@@ -261,20 +269,25 @@ class TextRec(nn.Module):
 
     @torch.no_grad()
     def prepare_training(self, items: torch.Tensor | None = None) -> None:
-        """Cache everything below the first trainable stage (all items, or `items` only)."""
+        """Cache everything below the first trainable stage (all items, or `items` only).
+
+        The item vectors of the current weights (the serving index, if evaluation already
+        built it) serve as the detached profile vectors and, when the whole item tower is
+        frozen, as the cache itself: a deployment holds that index anyway.
+        """
         device = self.input_ids.device
+        probe = items is not None
         items = torch.arange(self.n_catalogue, device=device) if items is None else items.unique()
         first = self._first_trainable_stage()
         rows = torch.full((self.n_catalogue,), -1, dtype=torch.long, device=device)
         rows[items] = torch.arange(len(items), device=device)
         n_stages = len(self.layers) + 1
-        chunks = [
-            items[lo : lo + self.params.item_batch]
-            for lo in range(0, len(items), self.params.item_batch)
-        ]
+        step = self.params.item_batch
+        chunks = [items[lo : lo + step] for lo in range(0, len(items), step)]
+        current = self._index[1] if (self._index is not None and not probe) else None
         if first is None and not self.projection.weight.requires_grad:
             kind, stage = "vectors", None
-            tensor = torch.cat([self.encode(c) for c in chunks])
+            tensor = current if current is not None else torch.cat([self.encode(c) for c in chunks])
         elif first is None:
             kind, stage = "pooled", None
             tensor = torch.cat([self._pool(*self._forward_stages(c, 0, n_stages)) for c in chunks])
@@ -289,9 +302,13 @@ class TextRec(nn.Module):
                 parts.append(nn.functional.pad(h, (0, 0, 0, width - h.shape[1])))
             tensor = torch.cat(parts)
         self._cache = (kind, stage, tensor, rows)
-        self._profile_vectors = (
-            tensor if kind == "vectors" else self.encode_catalogue(self.n_catalogue)
-        )
+        if probe:  # FLOP probe: profile values do not change the count
+            self._profile_vectors = torch.zeros(self.n_catalogue, self.params.dim, device=device)
+            return
+        if current is None:  # derive the current item vectors from the cache, top part only
+            current = torch.cat([self._train_item_vectors(c) for c in chunks])
+            self._index = (self.n_catalogue, current)
+        self._profile_vectors = current
 
     def finish_training(self) -> None:
         self._cache = None

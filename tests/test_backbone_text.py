@@ -1,0 +1,157 @@
+"""The text backbone: local loading, groups, frozen-prefix caching, LoRA, cold start."""
+
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+import pytest
+import torch
+
+from incbench import method, train
+from incbench.backbones import text
+from incbench.config import ConfigError, Protocol
+from incbench.protocol import Setup, base_train, make_context, pretrain_model
+from incbench.split import load_windows
+
+PARAMS = text.Params(
+    max_tokens=12, dim=16, recent=5, pretrain_epochs=1, batch_size=512, max_steps=2
+)
+
+
+@pytest.fixture(scope="module")
+def setup_m0(small_project):
+    windows = load_windows(small_project / "data/windows/synthetic")
+    m0, _ = pretrain_model(windows, text, PARAMS, Protocol(n_windows=3), seed=0)
+    return windows, m0
+
+
+def _update(root, windows, m0, name, overrides=None):
+    spec = method.get(name, root)
+    setup = Setup(
+        windows, spec, spec.params(overrides), Protocol(n_windows=3), "text", text, PARAMS, 0
+    )
+    model = copy.deepcopy(m0)
+    model.grow(*windows.known(1))
+    ctx = make_context(setup, model, 1, [base_train(windows)], {})
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    out = spec.update(ctx, setup.mparams)
+    after = {
+        n.replace(".base_layer", ""): p for n, p in out.named_parameters()
+    }  # peft wraps layers
+    changed = {n for n, p in after.items() if n in before and not torch.equal(before[n], p)}
+    added = set(after) - set(before)
+    return ctx, out, changed, added
+
+
+def test_loads_from_the_packaged_folder_offline(monkeypatch, setup_m0):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = text.resolve_model_path(text.DEFAULT_MODEL)
+    tokenizer, encoder = text.load_encoder(path)  # a local path: no network involved
+    assert encoder.config.num_hidden_layers == 6 and encoder.config.hidden_size == 384
+
+
+def test_missing_and_malformed_model_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    empty = tmp_path / "model"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="is not a model folder"):
+        text.load_encoder(str(empty))
+    (empty / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="could not load the text model"):
+        text.load_encoder(str(empty))
+    with pytest.raises(ConfigError, match="model folder .* does not exist"):
+        text.load_encoder(str(tmp_path / "nowhere" / "model"))
+
+
+def test_groups_in_order_and_cover_every_parameter_once(setup_m0):
+    _, m0 = setup_m0
+    names = [n for n, _ in m0.groups()]
+    assert names == [
+        "user_tower",
+        "embeddings",
+        *(f"layer.{k}" for k in range(6)),
+        "projection",
+        "head",
+    ]
+    ids = [id(p) for _, ps in m0.groups() for p in ps]
+    assert len(ids) == len(set(ids)) == len(list(m0.parameters()))
+
+
+@pytest.mark.parametrize("groups", [["head"], ["projection", "head"], ["layer.5", "projection", "head"],
+                                    ["layer.3", "layer.4", "layer.5", "projection", "head"], None])  # fmt: skip
+def test_cached_and_uncached_item_vectors_agree(setup_m0, groups):
+    _, m0 = setup_m0
+    model = copy.deepcopy(m0)
+    items = torch.arange(model.n_catalogue)
+    with torch.no_grad():
+        reference = model.encode(items)
+    chosen = {id(p) for p in train.trainable_parameters(model, groups)}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in chosen)
+    model.prepare_training()
+    with torch.no_grad():
+        cached = model._train_item_vectors(items)
+    model.finish_training()
+    assert torch.allclose(cached, reference, atol=1e-5)
+
+
+def test_head_only_and_partial_unfreeze_leave_the_rest_bit_identical(small_project, setup_m0):
+    windows, m0 = setup_m0
+    ctx, _, changed, _ = _update(small_project, windows, m0, "head_only")
+    assert {n.split(".")[0] for n in changed} == {"head"}
+    ctx, _, changed, _ = _update(small_project, windows, m0, "partial_unfreeze", {"k": 2})
+    assert ctx.trained == {"layer.5", "projection", "head"}
+    assert {
+        n for n in changed if not n.startswith(("encoder.encoder.layer.5.", "projection.", "head."))
+    } == set()
+    assert any(n.startswith("encoder.encoder.layer.5.") for n in changed)
+
+
+def test_lora_changes_only_adapters_and_head(small_project, setup_m0):
+    windows, m0 = setup_m0
+    ctx, out, changed, added = _update(small_project, windows, m0, "lora", {"rank": 4})
+    assert ctx.trained == {"lora", "head"}
+    assert added and all("lora_" in n for n in added)
+    assert changed == {"head.weight", "head.bias"}  # every pre-existing encoder weight untouched
+    lora_b = [p for n, p in out.named_parameters() if "lora_B" in n]
+    assert any(p.abs().sum() > 0 for p in lora_b), "the adapters trained"
+
+
+def test_lora_is_not_applicable_on_mf(small_project):
+    from tests.conftest import small_setup
+
+    setup, m0 = small_setup(small_project, "lora")
+    from incbench.protocol import run_protocol
+
+    result = run_protocol(setup, m0)
+    assert (
+        result.summary["status"] == "not_applicable" and "transformer" in result.summary["reason"]
+    )
+
+
+def test_cold_items_are_scored_from_their_text(setup_m0):
+    windows, m0 = setup_m0
+    model = copy.deepcopy(m0)
+    n_old, n_new = windows.known(0)[1], windows.known(1)[1]
+    assert n_new > n_old
+    model.grow(*windows.known(1))
+    scores = model.score_all(torch.tensor([0]), n_new)[0]
+    cold = scores[n_old:n_new]
+    assert len(cold) > 1 and cold.std() > 0  # unlike mf's single cold score
+
+
+def test_profiles_keep_the_last_items_in_time_order(setup_m0):
+    _, m0 = setup_m0
+    model = copy.deepcopy(m0)
+    model.profile.fill_(-1)
+    model.observe(pd.DataFrame({"user_idx": [0] * 7 + [1], "item_idx": [1, 2, 3, 4, 5, 6, 7, 9]}))
+    assert model.profile[0].tolist() == [3, 4, 5, 6, 7] and model.profile[1].tolist() == [
+        9,
+        -1,
+        -1,
+        -1,
+        -1,
+    ]
+    model.observe(pd.DataFrame({"user_idx": [1, 0], "item_idx": [8, 11]}))
+    assert model.profile[0].tolist() == [4, 5, 6, 7, 11] and model.profile[1].tolist()[:2] == [9, 8]
