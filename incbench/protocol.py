@@ -135,8 +135,9 @@ def _delta(before: dict[str, torch.Tensor], model: torch.nn.Module) -> tuple[int
     """(parameters changed, bytes of a row-sparse delta a server would receive)."""
     changed = nbytes = 0
     after = model.state_dict()
+    plain = {k.replace(".base_layer", ""): v for k, v in before.items()}  # peft wraps layers
     for name, new in after.items():
-        old = before.get(name.replace(".base_layer", ""))  # peft wraps adapted layers
+        old = plain.get(name.replace(".base_layer", ""))
         if old is None or old.shape != new.shape:
             changed += new.numel()
             nbytes += new.numel() * new.element_size()

@@ -155,3 +155,18 @@ def test_profiles_keep_the_last_items_in_time_order(setup_m0):
     ]
     model.observe(pd.DataFrame({"user_idx": [1, 0], "item_idx": [8, 11]}))
     assert model.profile[0].tolist() == [4, 5, 6, 7, 11] and model.profile[1].tolist()[:2] == [9, 8]
+
+
+def test_lora_through_the_loop_counts_only_adapters_and_head(small_project, setup_m0):
+    from incbench.protocol import run_protocol
+
+    windows, m0 = setup_m0
+    spec = method.get("lora", small_project)
+    setup = Setup(
+        windows, spec, spec.params({"rank": 4}), Protocol(n_windows=3), "text", text, PARAMS, 0
+    )
+    result = run_protocol(setup, m0)
+    rows = result.windows
+    assert result.summary["status"] == "ok"
+    assert (rows["changed_params"] <= rows["trainable_params"]).all()
+    assert (rows["trainable_params"] == rows["trainable_params"].iloc[0]).all()

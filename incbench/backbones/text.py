@@ -48,8 +48,8 @@ class Params:
     item_batch: int = 512  # items per encoder call when encoding the catalogue
     # training recipe (pretraining and full_retrain); () = every group
     pretrain_groups: tuple[str, ...] = ("user_tower", "projection", "head")
-    pretrain_epochs: int = 3
-    lr: float = 0.003
+    pretrain_epochs: int = 5
+    lr: float = 0.03
     batch_size: int = 4096
     weight_decay: float = 0.0
     max_steps: int = 0  # optimiser steps per fit call at most (0 = no cap): the CPU budget
