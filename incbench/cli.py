@@ -114,22 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("split", help="cut a fetched dataset into base period and windows")
     p.add_argument("name")
     p.set_defaults(func=cmd_split)
-    p = sub.add_parser("pretrain", help="train M0 on the base period")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--backbone", required=True)
-    p.add_argument("--seed", type=int, required=True)
-    p.set_defaults(func=cmd_pretrain)
-    p = sub.add_parser("run", help="the prequential loop for one method and seed")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--backbone", required=True)
-    p.add_argument("--method", required=True)
-    p.add_argument("--seed", type=int, required=True)
-    p.set_defaults(func=cmd_run)
-    p = sub.add_parser("tune", help="tune a method's params on the base period (optuna)")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--backbone", required=True)
-    p.add_argument("--method", required=True)
-    p.set_defaults(func=cmd_tune)
+    for name, func, axes, text in (
+        ("pretrain", cmd_pretrain, ("dataset", "backbone", "seed"), "train M0 on the base period"),
+        ("run", cmd_run, ("dataset", "backbone", "method", "seed"), "the prequential loop for one method and seed"),
+        ("tune", cmd_tune, ("dataset", "backbone", "method"), "tune a method's params on the base period (optuna)"),
+    ):  # fmt: skip
+        p = sub.add_parser(name, help=text)
+        for axis in axes:
+            p.add_argument(f"--{axis}", required=True, type=int if axis == "seed" else str)
+        p.set_defaults(func=func)
     p = sub.add_parser("report", help="write tables, plots and results/README.md")
     p.set_defaults(func=cmd_report)
     sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)
