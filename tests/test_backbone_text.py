@@ -44,15 +44,13 @@ def _update(root, windows, m0, name, overrides=None):
     return ctx, out, changed, added
 
 
-def test_loads_from_the_packaged_folder_offline(monkeypatch, setup_m0):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_loads_from_the_packaged_folder_offline(setup_m0):
     path = text.resolve_model_path(text.DEFAULT_MODEL)
     tokenizer, encoder = text.load_encoder(path)  # a local path: no network involved
     assert encoder.config.num_hidden_layers == 6 and encoder.config.hidden_size == 384
 
 
-def test_missing_and_malformed_model_folders(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_missing_and_malformed_model_folders(tmp_path):
     empty = tmp_path / "model"
     empty.mkdir()
     with pytest.raises(ConfigError, match="is not a model folder"):
