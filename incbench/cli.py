@@ -73,6 +73,18 @@ def cmd_tune(args) -> None:
     print(f"{out.name}: {detail}")
 
 
+def cmd_calibrate(args) -> None:
+    import pandas as pd
+
+    from incbench.calibration import calibrate, params_from, summarise
+    from incbench.config import load_params
+
+    path = calibrate(args.backbone, _root())
+    table, checks = summarise(pd.read_csv(path), params_from(load_params(_root())))
+    print(f"wrote {path} (tables: incbench report)")
+    print("\n".join(checks))
+
+
 def cmd_report(args) -> None:
     from incbench.report import report
 
@@ -123,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         for axis in axes:
             p.add_argument(f"--{axis}", required=True, type=int if axis == "seed" else str)
         p.set_defaults(func=func)
+    p = sub.add_parser("calibrate", help="can this backbone see drift? streams with known truth")
+    p.add_argument("--backbone", required=True)
+    p.set_defaults(func=cmd_calibrate)
     p = sub.add_parser("report", help="write tables, plots and results/README.md")
     p.set_defaults(func=cmd_report)
     sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from incbench.metrics import KS, classification, ranking, top_k
+from incbench.metrics import KS, classification, ranking, tie_priority, top_k
 
 USER_CHUNK = 1024
 
@@ -36,19 +36,21 @@ def _mask(users: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], n_items: int)
 
 @torch.no_grad()
 def rank_users(model, positives: pd.DataFrame, seen: pd.DataFrame, n_items: int,
-               cold_item_from: int | None = None, device: str = "cpu") -> pd.DataFrame:  # fmt: skip
+               cold_item_from: int | None = None, device: str = "cpu",
+               tie_seed: int = 0) -> pd.DataFrame:  # fmt: skip
     """Per-user ranking metrics. `positives`/`seen`: frames with user_idx, item_idx."""
     users = np.unique(positives["user_idx"].to_numpy())
     pos_pairs = (positives["user_idx"].to_numpy(), positives["item_idx"].to_numpy())
     seen_pairs = (seen["user_idx"].to_numpy(), seen["item_idx"].to_numpy())
     frames = []
     index = model.item_index(n_items)  # the catalogue is encoded once per evaluation
+    priority = tie_priority(n_items, tie_seed)  # ties: a seeded permutation, never item index
     for lo in range(0, len(users), USER_CHUNK):
         chunk = users[lo : lo + USER_CHUNK]
         exclude = _mask(chunk, seen_pairs, n_items)
         pos = _mask(chunk, pos_pairs, n_items) & ~exclude
         scores = model.score_index(torch.from_numpy(chunk).to(device), index).float().cpu()
-        top = top_k(scores, exclude, max(KS))
+        top = top_k(scores, exclude, max(KS), priority)
         values = {"user_idx": chunk, **ranking(top, pos)}
         if cold_item_from is not None:
             cold = torch.arange(n_items) >= cold_item_from
@@ -71,7 +73,7 @@ def logits(model, rows: pd.DataFrame, device: str = "cpu", batch: int = 65536) -
 
 
 def next_window(model, periods: list[pd.DataFrame], t: int, known: list[tuple[int, int]],
-                device: str = "cpu") -> tuple[dict[str, float], pd.DataFrame]:  # fmt: skip
+                device: str = "cpu", tie_seed: int = 0) -> tuple[dict[str, float], pd.DataFrame]:  # fmt: skip
     """Quality of `model` (M_{t-1}) on window t: (metrics, per-user frame)."""
     window = periods[t]
     n_users_before, n_items_before = known[t - 1]
@@ -79,7 +81,7 @@ def next_window(model, periods: list[pd.DataFrame], t: int, known: list[tuple[in
     seen = pd.concat([p[["user_idx", "item_idx"]] for p in periods[:t]], ignore_index=True)
     metrics = classification(window["positive"].to_numpy(), logits(model, window, device))
     positives = window.loc[window["positive"], ["user_idx", "item_idx"]]
-    per_user = rank_users(model, positives, seen, n_items, n_items_before, device)
+    per_user = rank_users(model, positives, seen, n_items, n_items_before, device, tie_seed)
     per_user["cold_user"] = per_user["user_idx"] >= n_users_before
     ranking_cols = [c for c in per_user.columns if "@" in c]
     for col in ranking_cols:
@@ -94,7 +96,7 @@ def next_window(model, periods: list[pd.DataFrame], t: int, known: list[tuple[in
 
 
 def holdout(model, periods: list[pd.DataFrame], j: int, known: list[tuple[int, int]],
-            device: str = "cpu") -> dict[str, float]:  # fmt: skip
+            device: str = "cpu", tie_seed: int = 0) -> dict[str, float]:  # fmt: skip
     """Retention: quality of `model` on the holdout part of period j."""
     period = periods[j]
     rows = period[period["part"] == "holdout"]
@@ -105,7 +107,7 @@ def holdout(model, periods: list[pd.DataFrame], j: int, known: list[tuple[int, i
     )
     cls = classification(rows["positive"].to_numpy(), logits(model, rows, device))
     positives = rows.loc[rows["positive"], ["user_idx", "item_idx"]]
-    per_user = rank_users(model, positives, seen, known[j][1], None, device)
+    per_user = rank_users(model, positives, seen, known[j][1], None, device, tie_seed)
     return {
         "ndcg@10": _mean(per_user["ndcg@10"]) if len(per_user) else float("nan"),
         "recall@10": _mean(per_user["recall@10"]) if len(per_user) else float("nan"),

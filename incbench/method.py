@@ -49,6 +49,7 @@ class UpdateContext:
     device: str = "cpu"
     trained: set[str] = dataclasses.field(default_factory=set)
     fits: list[tuple[nn.Module, tuple[str, ...], int]] = dataclasses.field(default_factory=list)
+    results: list[train.FitResult] = dataclasses.field(default_factory=list)  # one per fit
     _calls: int = 0
 
     @property
@@ -81,6 +82,7 @@ class UpdateContext:
             **self.fit_defaults,
         )
         self.fits.append((model, tuple(chosen), result.examples))  # for the FLOP count
+        self.results.append(result)
         return result
 
     def fresh_model(self) -> nn.Module:

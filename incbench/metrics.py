@@ -1,8 +1,9 @@
 """Quality metrics (DESIGN.md section 4). Vectorised: a batched matrix product plus a sort.
 
 Ranking, full catalogue, never sampled: for each user, every candidate item is scored; items
-the caller excludes (already seen) get -inf. Ties are broken by item index (lower first), a
-fixed rule, so results never depend on sort internals. With `hits[r]` = 1 if the item at rank
+the caller excludes (already seen) get -inf. Ties between equal scores are broken by a fixed
+random priority per item (`tie_priority`, drawn from the protocol seed): never by item index,
+which is the order of first appearance and would favour old items; the same for every method. With `hits[r]` = 1 if the item at rank
 r (1-based) is a positive:
     HR@K = 1[Σ hits > 0]            Recall@K = Σ hits / |pos|      Precision@K = Σ hits / K
     F1@K = 2PR / (P + R) (0 if both are 0)
@@ -50,10 +51,23 @@ def classification(labels: np.ndarray, logits: np.ndarray) -> dict[str, float]:
     }
 
 
-def top_k(scores: torch.Tensor, exclude: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices [B, min(k, I)] of the best items per row, excluded ones last, ties by index."""
+def tie_priority(n_items: int, seed: int) -> torch.Tensor:
+    """A random priority per item (lower wins a tie); a prefix of it for fewer items."""
+    return torch.from_numpy(np.random.default_rng([seed, 7919]).random(n_items))
+
+
+def top_k(
+    scores: torch.Tensor, exclude: torch.Tensor, k: int, priority: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Indices [B, min(k, I)] of the best items per row, excluded ones last.
+
+    Ties: by `priority` (lower first) when given, else by item index."""
     scores = scores.masked_fill(exclude, float("-inf"))
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    if priority is None:
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    else:
+        perm = torch.argsort(priority[: scores.shape[1]], stable=True)
+        order = perm[torch.sort(scores[:, perm], dim=1, descending=True, stable=True).indices]
     return order[:, : min(k, scores.shape[1])]
 
 

@@ -74,11 +74,26 @@ def pretrain_model(
     fit = train.fit(
         model, base_train(windows), n_items=n_items, n_negatives=protocol.n_negatives, lr=bparams.lr,
         epochs=bparams.pretrain_epochs, batch_size=bparams.batch_size, seed=train.seed_for(seed, 0, "fit"),
-        weight_decay=bparams.weight_decay, max_steps=bparams.max_steps,
-        groups=list(bparams.pretrain_groups) or None, device=device,
+        groups=list(bparams.pretrain_groups) or None, device=device, **fit_options(bparams),
     )  # fmt: skip
     observe(model, base_train(windows))
     return model, fit
+
+
+def fit_options(bparams) -> dict:
+    """The backbone recipe's knobs every fit of that backbone uses (stopping rule, budget)."""
+    return {"weight_decay": bparams.weight_decay, "max_steps": bparams.max_steps,
+            "val_fraction": bparams.val_fraction, "patience": bparams.patience}  # fmt: skip
+
+
+def fit_record(results: list[train.FitResult]) -> dict:
+    """Per update: steps of all fits, and how the last fit ended (convergence is visible)."""
+    if not results:
+        return {"fit_steps": 0, "fit_epochs": 0, "fit_stopped": "no_fit"}
+    last = results[-1]
+    return {"fit_steps": sum(r.steps for r in results), "fit_epochs": last.epochs,
+            "fit_stopped": last.stopped, "fit_first_loss": last.first_loss,
+            "fit_final_loss": last.final_loss, "fit_val_loss": last.val_loss}  # fmt: skip
 
 
 def observe(model, interactions: pd.DataFrame) -> None:
@@ -113,7 +128,7 @@ def pretrain(dataset: str, backbone: str, seed: int, root: Path) -> Path:
         model, fit = pretrain_model(windows, module, bparams, protocol, seed, device)
     train.save_model(model, backbone, out)
     io.write_json(out.parent / f"{out.name}.pretrain.json", {
-        "final_loss": fit.final_loss, "steps": fit.steps, **dataclasses.asdict(meter.result),
+        **dataclasses.asdict(fit), **dataclasses.asdict(meter.result),
     })  # fmt: skip
     return out
 
@@ -192,7 +207,7 @@ def make_context(
         rng=np.random.default_rng(train.seed_for(setup.seed, t, "method", setup.spec.name)),
         state=state, build=functools.partial(setup.build, n_users, n_items),
         fit_defaults={"n_negatives": setup.protocol.n_negatives, "batch_size": setup.bparams.batch_size,
-                      "weight_decay": setup.bparams.weight_decay, "max_steps": setup.bparams.max_steps},
+                      **fit_options(setup.bparams)},
         device=setup.device,
     )  # fmt: skip
 
@@ -223,18 +238,19 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
     rows, per_user, retention = [], [], []
     status, reason = "ok", ""
     history = [base_train(windows)]
+    tie = setup.protocol.seed  # ties in rankings: one permutation per protocol, every method
     model.grow(*known[1])
     if why := spec.not_applicable(make_context(setup, model, 1, history, state)):
         return _not_applicable(setup, why)
     model.to(device).eval()
     if not setup.lean:
         retention.append(
-            {"t": 0, "j": 0, **evaluate.holdout(model, windows.periods, 0, known, device)}
+            {"t": 0, "j": 0, **evaluate.holdout(model, windows.periods, 0, known, device, tie)}
         )
     for t in range(1, windows.n_windows + 1):
         model.grow(*known[t])  # new users/items of window t get cold rows
         model.to(device).eval()
-        metrics, users = evaluate.next_window(model, windows.periods, t, known, device)
+        metrics, users = evaluate.next_window(model, windows.periods, t, known, device, tie)
         users.insert(0, "window", t)
         per_user.append(users)
         serving = (
@@ -262,6 +278,7 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
             "peak_mem_increase_mb": meter.result.peak_mem_increase_mb,
             "trainable_params": trainable, "changed_params": changed, "delta_bytes": delta,
             "train_rows": len(ctx.window), "update_gflops": flops / 1e9,
+            **fit_record(ctx.results),
         }  # fmt: skip
         rows.append({"window": t, "status": "ok", **metrics, **cost, **serving})
         history.append(ctx.window)
@@ -271,7 +288,7 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
         model.eval()
         for j in range(0 if setup.lean else t + 1):
             retention.append(
-                {"t": t, "j": j, **evaluate.holdout(model, windows.periods, j, known, device)}
+                {"t": t, "j": j, **evaluate.holdout(model, windows.periods, j, known, device, tie)}
             )
     return _result(setup, status, reason, rows, per_user, retention)
 

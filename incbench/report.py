@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
-from incbench import analysis, io, plots, stats
+from incbench import analysis, calibration, io, plots, stats
 from incbench.config import (
     ConfigError,
     HardwareProfile,
@@ -350,6 +350,7 @@ def report(root: Path) -> list[Path]:
             )
             written += make_plots(plots_dir, stem, records, dataset, backbone)
             sections.append((dataset, backbone, stem))
+    written += calibration.tables(root, params)
     written.append(results_readme(root, params, sections))
     return written
 

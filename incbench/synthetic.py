@@ -12,6 +12,10 @@ Each interaction: a user among those arrived, a genre from the user's current ta
 of that genre from the current popularity among released items, and a 1-5 rating that grows
 with the user's taste for the genre. Same params, same seed: the same bytes.
 Generation is chunked, so 25 million rows fit in a few GiB.
+
+The truth is written beside the interactions (`truth.npz`: taste per user and phase, log-
+popularity per phase, each item's genre and release phase, the phase clock). Only the `oracle`
+reference reads it (incbench/references.py); splits, methods and backbones never see it.
 """
 
 from __future__ import annotations
@@ -74,7 +78,67 @@ def _arrivals(rng: np.random.Generator, n: int, new_fraction: float, n_phases: i
     return phases
 
 
+@dataclasses.dataclass(frozen=True)
+class Truth:
+    """What generated the stream, keyed by the raw user / item ids of the interactions."""
+
+    taste: np.ndarray  # [users, phases, genres], rows sum to 1
+    logpop: np.ndarray  # [phases, items]
+    item_genre: np.ndarray  # [items]
+    item_phase: np.ndarray  # [items] phase of release
+    start: int  # phase clock: phase(ts) = min((ts - start) * n_phases // span, n_phases - 1)
+    span: int
+
+    @property
+    def n_phases(self) -> int:
+        return self.logpop.shape[0]
+
+    def phase_of(self, ts: np.ndarray) -> np.ndarray:
+        return np.minimum((np.asarray(ts) - self.start) * self.n_phases // self.span,
+                          self.n_phases - 1)  # fmt: skip
+
+    def expected_positive(self, phase: int) -> np.ndarray:
+        """[users, items]: the chance that a user's next interaction in `phase` is a liked one.
+
+        P(item | user) = taste[user, genre(item)] * P(item | genre, phase) (the sampling of
+        `simulate`), times P(rating >= 4 | affinity) = Φ((log(G * taste) - 0.5) / 0.7) (the
+        rating model: 3 + log(affinity) + N(0, 0.7), rounded; >= 4 after rounding).
+        """
+        from scipy.stats import norm
+
+        G = self.taste.shape[2]
+        released = self.item_phase - phase  # <= 0: released by `phase`
+        by_genre = np.zeros((G, self.logpop.shape[1]))  # P(item | drawn genre, phase)
+        for g, (cand, probs) in enumerate(
+            _item_probs(self.logpop[phase : phase + 1], released, self.item_genre, G)
+        ):
+            by_genre[g, cand] = probs
+        taste = self.taste[:, phase, :]
+        affinity = taste[:, self.item_genre]  # [users, items]: taste for the item's genre
+        liked = norm.cdf((np.log(np.maximum(affinity * G, 1e-3)) - 0.5) / 0.7)
+        return (taste @ by_genre) * liked
+
+    def save(self, path: Path) -> None:
+        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> Truth:
+        if not path.exists():
+            raise ConfigError(f"{path} is missing: the oracle needs the generator's truth; "
+                              "run `incbench fetch synthetic` again")  # fmt: skip
+        with np.load(path) as z:
+            return cls(**{f.name: (z[f.name] if z[f.name].ndim else int(z[f.name]))
+                          for f in dataclasses.fields(cls)})  # fmt: skip
+
+
 def generate_tables(p: SyntheticParams) -> Tables:
+    return simulate(p)[0]
+
+
+def simulate(p: SyntheticParams) -> tuple[Tables, Truth]:
+    """The stream and the truth that generated it."""
     rng = np.random.default_rng(p.seed)
     P, G = p.n_phases, p.n_genres
     user_phase = _arrivals(rng, p.n_users, p.new_user_fraction, P)
@@ -136,7 +200,8 @@ def generate_tables(p: SyntheticParams) -> Tables:
         }
     )
     user_table = pd.DataFrame({"user": np.arange(p.n_users), "arrival_phase": user_phase})
-    return Tables(inter, item_table, user_table)
+    truth = Truth(taste, logpop, item_genre, item_phase, p.start, span)
+    return Tables(inter, item_table, user_table), truth
 
 
 def _item_probs(logpop, item_phase, item_genre, G):
@@ -158,7 +223,8 @@ def params_from(values: dict[str, Any] | None) -> SyntheticParams:
 
 
 def generate(stage: Path, values: dict[str, Any]) -> None:
-    tables = generate_tables(params_from(values))
+    tables, truth = simulate(params_from(values))
+    truth.save(stage / "truth.npz")
     io.write_parquet(stage / "interactions.parquet", tables.interactions)
     io.write_parquet(stage / "items.parquet", tables.items)
     io.write_parquet(stage / "users.parquet", tables.users)

@@ -30,9 +30,18 @@ class Diverged(IncbenchError):
 
 @dataclasses.dataclass(frozen=True)
 class FitResult:
-    steps: int
-    examples: int
-    final_loss: float
+    """What one fit did: recorded per fit (pretrain.json, windows.csv) so convergence shows."""
+
+    steps: int  # optimiser steps, selection and refit together
+    examples: int  # examples trained on (positives + negatives), every pass counted
+    final_loss: float  # mean training loss of the last epoch (without the L2 penalty)
+    first_loss: float = float("nan")  # mean training loss of the first epoch
+    epochs: int = 0  # epochs of the fit that produced the weights (the refit's count)
+    stopped: str = ""  # early_stop | max_epochs | max_steps | no_validation | empty
+    val_loss: float = float("nan")  # best validation loss (early stopping only)
+
+    def record(self, prefix: str = "fit_") -> dict:
+        return {f"{prefix}{k}": v for k, v in dataclasses.asdict(self).items()}
 
 
 def seed_for(*parts: int | str) -> int:
@@ -55,6 +64,9 @@ def trainable_parameters(model: nn.Module, groups: list[str] | None) -> list[nn.
     return [p for name, ps in model.groups() if name in chosen for p in ps]
 
 
+MIN_VALIDATION_ROWS = 50  # fewer rows in the tail: no early stopping, all epochs run
+
+
 def fit(
     model: nn.Module,
     interactions: pd.DataFrame,
@@ -68,58 +80,137 @@ def fit(
     groups: list[str] | None = None,
     weight_decay: float = 0.0,
     max_steps: int = 0,
+    val_fraction: float = 0.0,
+    patience: int = 0,
     device: str = "cpu",
 ) -> FitResult:
-    """Train `model` in place on `interactions` (columns user_idx, item_idx, positive)."""
+    """Train `model` in place on `interactions` (columns user_idx, item_idx, positive).
+
+    `epochs` is a maximum. With `val_fraction` and `patience` set (and no `max_steps` cap),
+    the stopping rule is early stopping on time-ordered data, past rows only:
+
+        rows of this fit, oldest → newest
+        ├──────────── selection part (1 - val_fraction) ────────────┼── validation tail ──┤
+        1. from the starting weights, train on the selection part; after each epoch, the
+           BCE of the tail (its rows + seeded negatives); stop after `patience` epochs
+           without a better value: E* = the best epoch;
+        2. restore the starting weights and train on *all* rows for E* epochs (the newest
+           rows matter most under drift, so none is left out of the final model).
+
+    Both passes are part of the fit: its steps, examples and timed cost include them. A
+    `max_steps` cap (a compute budget) disables the rule: the fit stops at the cap.
+    """
     params = trainable_parameters(model, groups)
     if not params or epochs == 0 or len(interactions) == 0:
-        return FitResult(0, 0, float("nan"))
+        return FitResult(0, 0, float("nan"), stopped="empty")
     flags = [(p, p.requires_grad) for p in model.parameters()]
     chosen = {id(p) for p in params}
     for p in model.parameters():
         p.requires_grad_(id(p) in chosen)
     prepare = getattr(model, "prepare_training", None)  # e.g. cache a frozen encoder prefix
     rng = np.random.default_rng(seed)
-    users = interactions["user_idx"].to_numpy(np.int64)
-    items = interactions["item_idx"].to_numpy(np.int64)
-    labels = interactions["positive"].to_numpy(np.float32)
-    n = len(users)
-    u_all = torch.from_numpy(np.concatenate([users, np.repeat(users, n_negatives)])).to(device)
-    y_all = torch.from_numpy(np.concatenate([labels, np.zeros(n * n_negatives, np.float32)]))
-    y_all = y_all.to(device)
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    loss_fn = nn.BCEWithLogitsLoss()
-    model.train()
-    steps, examples, loss_value = 0, 0, float("nan")
+    if "timestamp" in interactions:
+        interactions = interactions.sort_values("timestamp", kind="stable")
+    n_val = int(round(val_fraction * len(interactions))) if patience and not max_steps else 0
     try:
         if prepare:
             prepare()
-        for _ in range(epochs):
-            neg = rng.integers(0, n_items, size=n * n_negatives)
-            i_all = torch.from_numpy(np.concatenate([items, neg])).to(device)
-            order = torch.from_numpy(rng.permutation(len(u_all))).to(device)
-            for lo in range(0, len(order), batch_size):
-                idx = order[lo : lo + batch_size]
-                loss = loss_fn(model.score(u_all[idx], i_all[idx]), y_all[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                steps += 1
-                examples += len(idx)
-                if max_steps and steps >= max_steps:
+        model.train()
+        if n_val >= MIN_VALIDATION_ROWS and len(interactions) - n_val > 0:
+            start = [p.detach().clone() for p in params]
+            select = _Epochs(interactions.iloc[:-n_val], n_negatives, n_items, rng, device)
+            tail = _Epochs(interactions.iloc[-n_val:], n_negatives, n_items, rng, device).fixed()
+            opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+            best, best_epoch, losses, steps, examples = math.inf, 0, [], 0, 0
+            for epoch in range(1, epochs + 1):
+                loss, s, e = select.run(model, opt, batch_size, 0, lr)
+                losses.append(loss)
+                steps, examples = steps + s, examples + e
+                with torch.no_grad():
+                    val = float(nn.functional.binary_cross_entropy_with_logits(
+                        model.score(tail[0], tail[1]), tail[2]))  # fmt: skip
+                if val < best - 1e-6:
+                    best, best_epoch = val, epoch
+                elif epoch - best_epoch >= patience:
                     break
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise Diverged(f"loss became {loss_value} after {steps} steps (lr={lr})")
+            stopped = "early_stop" if epoch < epochs else "max_epochs"
+            with torch.no_grad():
+                for p, p0 in zip(params, start):
+                    p.copy_(p0)
+            run = _Epochs(interactions, n_negatives, n_items, rng, device)
+            opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+            for _ in range(max(best_epoch, 1)):
+                loss, s, e = run.run(model, opt, batch_size, 0, lr)
+                steps, examples = steps + s, examples + e
+            return FitResult(steps, examples, loss, losses[0], max(best_epoch, 1), stopped, best)
+        run = _Epochs(interactions, n_negatives, n_items, rng, device)
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        steps = examples = done = 0
+        first = loss = float("nan")
+        stopped = "max_epochs" if not n_val else "no_validation"
+        for _ in range(epochs):
+            loss, s, e = run.run(model, opt, batch_size, max_steps - steps if max_steps else 0, lr)
+            first = loss if done == 0 else first
+            steps, examples, done = steps + s, examples + e, done + 1
             if max_steps and steps >= max_steps:
+                stopped = "max_steps"
                 break
+        return FitResult(steps, examples, loss, first, done, stopped)
     finally:
         if hasattr(model, "finish_training"):
             model.finish_training()
         model.eval()
         for p, flag in flags:
             p.requires_grad_(flag)
-    return FitResult(steps, examples, loss_value)
+
+
+class _Epochs:
+    """The protocol's training signal over fixed rows: each epoch draws fresh negatives."""
+
+    def __init__(self, rows: pd.DataFrame, n_negatives, n_items, rng, device):
+        users = rows["user_idx"].to_numpy(np.int64)
+        self.items = rows["item_idx"].to_numpy(np.int64)
+        labels = rows["positive"].to_numpy(np.float32)
+        n = len(users)
+        self.n, self.k, self.n_items, self.rng, self.device = n, n_negatives, n_items, rng, device
+        self.users = torch.from_numpy(np.concatenate([users, np.repeat(users, n_negatives)]))
+        self.users = self.users.to(device)
+        y = np.concatenate([labels, np.zeros(n * n_negatives, np.float32)])
+        self.labels = torch.from_numpy(y).to(device)
+
+    def _items(self) -> torch.Tensor:
+        neg = self.rng.integers(0, self.n_items, size=self.n * self.k)
+        return torch.from_numpy(np.concatenate([self.items, neg])).to(self.device)
+
+    def fixed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One seeded draw of negatives, kept: the validation set of early stopping."""
+        return self.users, self._items(), self.labels
+
+    def run(self, model, opt, batch_size: int, max_steps: int, lr: float):
+        """One epoch; returns (mean BCE, steps, examples). Raises Diverged on NaN/inf."""
+        items = self._items()
+        order = torch.from_numpy(self.rng.permutation(len(self.users))).to(self.device)
+        penalty = getattr(model, "penalty", None)
+        total, steps, examples = 0.0, 0, 0
+        for lo in range(0, len(order), batch_size):
+            idx = order[lo : lo + batch_size]
+            u, i = self.users[idx], items[idx]
+            loss = nn.functional.binary_cross_entropy_with_logits(
+                model.score(u, i), self.labels[idx]
+            )
+            full = loss + penalty(u, i) if penalty else loss
+            opt.zero_grad(set_to_none=True)
+            full.backward()
+            opt.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise Diverged(f"loss became {value} after {steps} steps (lr={lr})")
+            total += value * len(idx)
+            steps += 1
+            examples += len(idx)
+            if max_steps and steps >= max_steps:
+                break
+        return total / max(examples, 1), steps, examples
 
 
 def update_flops(
@@ -150,8 +241,13 @@ def update_flops(
             p.grad = None
         if hasattr(model, "prepare_training"):
             model.prepare_training(items)  # the frozen prefix for the probe's items only
-        flops = count_flops(lambda: nn.functional.binary_cross_entropy_with_logits(
-            model.score(users, items), labels).backward())  # fmt: skip
+        penalty = getattr(model, "penalty", None)
+
+        def step():
+            loss = nn.functional.binary_cross_entropy_with_logits(model.score(users, items), labels)
+            (loss + penalty(users, items) if penalty else loss).backward()
+
+        flops = count_flops(step)
     finally:
         if hasattr(model, "finish_training"):
             model.finish_training()

@@ -27,7 +27,7 @@ def _probe_model():
 
     from incbench.backbones import mf
 
-    model = mf.build(mf.Params(dim=4, layers=(8, 4)), n_users=6, n_items=6, seed=0)
+    model = mf.build(mf.Params(dim=4), n_users=6, n_items=6, seed=0)
     probe = pd.DataFrame({"user_idx": [0, 1, 2, 3, 4], "item_idx": [1, 2, 3, 4, 5]})
     return model, probe
 
@@ -36,17 +36,14 @@ def test_flops_match_a_hand_count_for_a_small_model():
     from incbench.train import update_flops
 
     model, probe = _probe_model()
-    B, d, h = 5, 4, 8
-    lookups = 2 * B * d  # user + item rows gathered
-    towers = 2 * (2 * B * d * h + 2 * B * h * d)  # two towers, Linear(4->8) and Linear(8->4)
-    head = 2 * B * d * 1
-    forward = lookups + towers + head
-    # backward: every matmul twice (grad input + grad weight), lookups scattered back
-    backward = 2 * head + 2 * towers + lookups
-    assert (
-        update_flops(model, ("embeddings", "tower.0", "tower.1", "head"), probe, B)
-        == forward + backward
-    )
+    B, d = 5, 4
+    lookups = 2 * B * d + 2 * B  # user + item factor rows and bias rows gathered
+    head = 2 * B * d * 1  # Linear(4 -> 1) on p_u * q_i
+    # the training step also computes the L2 penalty: the same rows gathered once more
+    forward = 2 * lookups + head
+    # backward: the head's matmul twice (grad input + grad weight), every lookup scattered back
+    backward = 2 * head + 2 * lookups
+    assert update_flops(model, ("embeddings", "biases", "head"), probe, B) == forward + backward
     # only the head trainable: autograd computes just the head's weight gradient
     assert update_flops(model, ("head",), probe, B) == forward + head
     # scaling: 10x the examples, 10x the FLOPs

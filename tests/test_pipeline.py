@@ -47,6 +47,8 @@ def test_repro_noop_and_add_a_method(tmp_path):
     assert "run@synthetic-mf-head_only-0" in out
     table = (root / "results/tables/quality-synthetic-mf.md").read_text()
     assert "| head_only (v1)" in table and "| frozen (v1)" in table
+    assert "calibrate@mf" in out  # the drift calibration runs with the grid, tables by report
+    assert "Checks (computed" in (root / "results/tables/calibration-synthetic-mf.md").read_text()
     assert stale_stages(root) == set()
     assert "Running stage" not in dvc(root, "repro")  # a second repro does nothing
 

@@ -52,6 +52,8 @@ class Params:
     lr: float = 0.03
     batch_size: int = 4096
     weight_decay: float = 0.0
+    val_fraction: float = 0.1  # time-ordered validation tail of every fit (0 = no early stop)
+    patience: int = 2  # epochs without a better validation loss before stopping
     max_steps: int = 0  # optimiser steps per fit call at most (0 = no cap): the CPU budget
     # budget: which of the grid's seeds this backbone runs (() = all), tuning trials (None = tuning.trials)
     seeds: tuple[int, ...] = ()
