@@ -114,7 +114,10 @@ SMALL_PARAMS = {
     "backbones": {"mf": {"dim": 8, "pretrain_epochs": 2, "batch_size": 512}},
     "seeds": [0],
     "calibration": {
-        "backbones": ["mf"], "shifts": [0.0, 0.8], "seeds": [0], "methods": ["frozen", "full_retrain"],
+        "backbones": ["mf"],
+        "shifts": [0.0, 0.8],
+        "seeds": [0],
+        "methods": ["frozen", "full_retrain"],
         "stream": {"n_users": 60, "n_items": 40, "n_interactions": 3000, "n_phases": 4},
     },
 }
