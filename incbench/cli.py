@@ -73,6 +73,15 @@ def cmd_tune(args) -> None:
     print(f"{out.name}: {detail}")
 
 
+def cmd_reference(args) -> None:
+    from incbench.references import run_reference
+
+    out = run_reference(args.dataset, args.name, _root())
+    summary = json.loads((out / "summary.json").read_text())
+    print(f"{out.name}: warm-user NDCG@10 (windows 2..N) "
+          f"{summary['next_window'].get('warm_user:ndcg@10')}")  # fmt: skip
+
+
 def cmd_calibrate(args) -> None:
     import pandas as pd
 
@@ -135,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
         for axis in axes:
             p.add_argument(f"--{axis}", required=True, type=int if axis == "seed" else str)
         p.set_defaults(func=func)
+    p = sub.add_parser("reference", help="evaluate a reference row (popularity, oracle) as a run")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--name", required=True)
+    p.set_defaults(func=cmd_reference)
     p = sub.add_parser("calibrate", help="can this backbone see drift? streams with known truth")
     p.add_argument("--backbone", required=True)
     p.set_defaults(func=cmd_calibrate)

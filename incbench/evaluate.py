@@ -1,13 +1,18 @@
 """Evaluation of one model on one period: next-window quality and holdout retention.
 
 Next window t (model M_{t-1}; DESIGN.md section 4):
-  - classification over every observed interaction of window t (both parts);
+  - classification, explicit feedback (as TALLRec / LSAT and CTR papers on MovieLens): over
+    every observed interaction of window t (both parts), label = liked (rating >= threshold);
+    AUC, GAUC, log-loss, and accuracy / F1 at a logit threshold chosen on past data only: the
+    one that maximises accuracy on the holdout rows of period t-1 (never trained on), scored
+    by the same model M_{t-1}. The majority-class accuracy of window t is reported beside it;
   - ranking for each user with a positive in window t, over every item known by the end of
     window t, excluding items the user interacted with before t (any part of any period);
   - slices: cold users/items are those first seen in window t.
 Retention R[t][j] (model M_t, holdout part of period j <= t): the same, on the holdout rows of
 period j, ranking the items known by the end of period j and excluding items the user
-interacted with before j or in the train part of j — a fixed target, comparable across t.
+interacted with before j, and every item of that user in M_t's own training data (the train
+parts of periods j..t) — so learning a user's later items never counts as forgetting.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from incbench.metrics import KS, classification, ranking, tie_priority, top_k
+from incbench.metrics import KS, best_threshold, classification, ranking, tie_priority, top_k
+
+SLICED = ("ndcg@10", "recall@10", "f1@10", "hr@10", "mrr@10", "ndcg@20", "recall@20")
 
 USER_CHUNK = 1024
 
@@ -79,7 +86,12 @@ def next_window(model, periods: list[pd.DataFrame], t: int, known: list[tuple[in
     n_users_before, n_items_before = known[t - 1]
     n_items = known[t][1]
     seen = pd.concat([p[["user_idx", "item_idx"]] for p in periods[:t]], ignore_index=True)
-    metrics = classification(window["positive"].to_numpy(), logits(model, window, device))
+    past = periods[t - 1]
+    past = past[past["part"] == "holdout"]
+    threshold = best_threshold(past["positive"].to_numpy(), logits(model, past, device))
+    metrics = classification(window["positive"].to_numpy(), logits(model, window, device),
+                             threshold, window["user_idx"].to_numpy())  # fmt: skip
+    metrics["threshold"] = threshold
     positives = window.loc[window["positive"], ["user_idx", "item_idx"]]
     per_user = rank_users(model, positives, seen, n_items, n_items_before, device, tie_seed)
     per_user["cold_user"] = per_user["user_idx"] >= n_users_before
@@ -87,22 +99,26 @@ def next_window(model, periods: list[pd.DataFrame], t: int, known: list[tuple[in
     for col in ranking_cols:
         metrics[col] = _mean(per_user[col])
     for name, sel in (("cold_user", per_user["cold_user"]), ("warm_user", ~per_user["cold_user"])):
-        for col in ("ndcg@10", "recall@10"):
+        for col in SLICED:
             metrics[f"{name}:{col}"] = _mean(per_user.loc[sel, col])
+        if "cold_item:ndcg@10" in per_user:
+            metrics[f"{name}:cold_item:ndcg@10"] = _mean(per_user.loc[sel, "cold_item:ndcg@10"])
     metrics["users_ranked"] = float(len(per_user))
     metrics["cold_users"] = float(per_user["cold_user"].sum())
+    metrics["warm_users"] = float((~per_user["cold_user"]).sum())
     metrics["rows"] = float(len(window))
     return metrics, per_user
 
 
 def holdout(model, periods: list[pd.DataFrame], j: int, known: list[tuple[int, int]],
-            device: str = "cpu", tie_seed: int = 0) -> dict[str, float]:  # fmt: skip
-    """Retention: quality of `model` on the holdout part of period j."""
+            device: str = "cpu", tie_seed: int = 0, t: int | None = None) -> dict[str, float]:  # fmt: skip
+    """Retention: quality of `model` (M_t; t = j if None) on the holdout part of period j."""
     period = periods[j]
     rows = period[period["part"] == "holdout"]
+    trained = periods[j : (j if t is None else t) + 1]  # M_t's training data from j on
     seen = pd.concat(
         [p[["user_idx", "item_idx"]] for p in periods[:j]]
-        + [period.loc[period["part"] == "train", ["user_idx", "item_idx"]]],
+        + [p.loc[p["part"] == "train", ["user_idx", "item_idx"]] for p in trained],
         ignore_index=True,
     )
     cls = classification(rows["positive"].to_numpy(), logits(model, rows, device))

@@ -15,6 +15,7 @@ Only users with at least one (non-excluded) positive are scored.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
@@ -22,15 +23,24 @@ KS = (10, 20)
 RANKING = ("hr", "recall", "precision", "f1", "ndcg", "mrr")
 
 
-def classification(labels: np.ndarray, logits: np.ndarray) -> dict[str, float]:
-    """Accuracy, precision, recall, F1 (prediction = sigmoid >= 0.5), ROC-AUC, log-loss."""
+def classification(
+    labels: np.ndarray, logits: np.ndarray, threshold: float = 0.0, users: np.ndarray | None = None
+) -> dict[str, float]:
+    """Explicit-feedback classification over observed rows (label = liked).
+
+    Threshold-free: ROC-AUC, GAUC (per-user AUC averaged over users with both labels, weighted
+    by their rows, as in CTR papers) and log-loss. Thresholded at `threshold` (a logit chosen
+    on past data by the caller): accuracy, precision, recall, F1. `majority_accuracy` is the
+    reference a classifier must clear: the accuracy of always predicting the more frequent
+    label of *these* rows (an upper bound on the majority rule learned from past data).
+    """
     labels = np.asarray(labels, dtype=bool)
     logits = np.asarray(logits, dtype=np.float64)
+    names = ("accuracy", "precision", "recall", "f1", "auc", "gauc", "logloss",
+             "majority_accuracy", "majority_f1")  # fmt: skip
     if len(labels) == 0:
-        return {
-            k: float("nan") for k in ("accuracy", "precision", "recall", "f1", "auc", "logloss")
-        }
-    pred = logits >= 0.0
+        return {k: float("nan") for k in names}
+    pred = logits >= threshold
     tp = float(np.sum(pred & labels))
     fp = float(np.sum(pred & ~labels))
     fn = float(np.sum(~pred & labels))
@@ -41,14 +51,54 @@ def classification(labels: np.ndarray, logits: np.ndarray) -> dict[str, float]:
     # log-loss from logits, numerically stable: softplus(-z) for positives, softplus(z) else
     z = np.where(labels, -logits, logits)
     logloss = float(np.mean(np.logaddexp(0.0, z)))
+    rate = float(labels.mean())
     return {
         "accuracy": float(np.mean(pred == labels)),
         "precision": precision,
         "recall": recall,
         "f1": f1,
         "auc": auc,
+        "gauc": gauc(labels, logits, users) if users is not None else float("nan"),
         "logloss": logloss,
+        "majority_accuracy": max(rate, 1 - rate),
+        "majority_f1": 2 * rate / (1 + rate) if rate >= 0.5 else 0.0,
     }
+
+
+def gauc(labels: np.ndarray, logits: np.ndarray, users: np.ndarray) -> float:
+    """Per-user ROC-AUC, averaged over users with both labels, weighted by their rows."""
+    frame = pd.DataFrame({"u": users, "y": labels, "s": logits})
+    total = weight = 0.0
+    for _, part in frame.groupby("u", sort=True):
+        y = part["y"].to_numpy()
+        if 0 < y.sum() < len(y):
+            total += roc_auc_score(y, part["s"].to_numpy()) * len(y)
+            weight += len(y)
+    return total / weight if weight else float("nan")
+
+
+def best_threshold(labels: np.ndarray, logits: np.ndarray) -> float:
+    """The logit threshold that maximises accuracy on these (past) rows; 0 if there are none.
+
+    Candidates are midpoints between consecutive distinct scores (and both ends), so the
+    threshold never sits exactly on a past score."""
+    labels = np.asarray(labels, dtype=bool)
+    logits = np.asarray(logits, dtype=np.float64)
+    if len(labels) == 0:
+        return 0.0
+    order = np.argsort(-logits, kind="stable")
+    s, y = logits[order], labels[order]
+    # predicting positive for the top k rows: correct = positives in top k + negatives below
+    correct = np.concatenate([[0], np.cumsum(y)]) + (
+        (~y).sum() - np.concatenate([[0], np.cumsum(~y)])
+    )
+    valid = np.concatenate([[True], s[1:] != s[:-1], [True]])  # cut only between distinct scores
+    k = int(np.flatnonzero(valid)[np.argmax(correct[valid])])
+    if k == 0:
+        return float(s[0] + 1.0)
+    if k == len(s):
+        return float(s[-1] - 1.0)
+    return float((s[k - 1] + s[k]) / 2)
 
 
 def tie_priority(n_items: int, seed: int) -> torch.Tensor:

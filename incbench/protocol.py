@@ -288,7 +288,11 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
         model.eval()
         for j in range(0 if setup.lean else t + 1):
             retention.append(
-                {"t": t, "j": j, **evaluate.holdout(model, windows.periods, j, known, device, tie)}
+                {
+                    "t": t,
+                    "j": j,
+                    **evaluate.holdout(model, windows.periods, j, known, device, tie, t),
+                }
             )
     return _result(setup, status, reason, rows, per_user, retention)
 
@@ -300,9 +304,31 @@ def _not_applicable(setup: Setup, why: str) -> RunResult:
     return _result(setup, "not_applicable", why, rows, [], [])
 
 
-HEADLINE = ("ndcg@10", "recall@10", "f1@10", "hr@10", "mrr@10", "ndcg@20", "recall@20",
-            "accuracy", "precision", "recall", "f1", "auc", "logloss",
-            "cold_item:ndcg@10", "warm_item:ndcg@10", "cold_user:ndcg@10", "warm_user:ndcg@10")  # fmt: skip
+QUALITY_EXCLUDED = ("window", "status", "threshold")  # per-window columns that are not metrics
+
+
+def quality_summary(table: pd.DataFrame) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(windows 2..N, window 1) means of every per-window quality metric of `table`.
+
+    The headline averages windows 2..N: window 1 evaluates M0, shared by every method, and is
+    reported once on its own. With a single window, the headline is that window.
+    """
+    ok = table[table["status"] == "ok"] if len(table) else table
+    if not len(ok):
+        return {}, {}
+    names = [c for c in ok.columns if c not in QUALITY_EXCLUDED and c not in COST_COLUMNS
+             and not c.startswith(("serve_", "fit_", "peak_mem"))]  # fmt: skip
+    numeric = [c for c in names if pd.api.types.is_numeric_dtype(ok[c])]
+    late = ok[ok["window"] >= 2] if ok["window"].max() >= 2 else ok
+    first = ok[ok["window"] == 1]
+    mean = lambda part: {m: _clean(float(part[m].mean())) for m in numeric}  # noqa: E731
+    return mean(late), (mean(first) if len(first) else {})
+
+
+COST_COLUMNS = ("update_wall_s", "update_cpu_s", "peak_mem_mb", "peak_mem_increase_mb",
+                "update_gflops", "trainable_params", "changed_params", "delta_bytes",
+                "serve_p50_ms", "serve_p95_ms", "serve_p99_ms", "serve_users_per_s",
+                "serve_flops_per_request", "train_rows")  # fmt: skip
 
 
 def _clean(x: Any) -> Any:
@@ -315,7 +341,7 @@ def _result(setup: Setup, status, reason, rows, per_user, retention) -> RunResul
     windows = setup.windows
     table = pd.DataFrame(rows)
     ok = table[table["status"] == "ok"] if len(table) else table
-    next_window = {m: _clean(float(ok[m].mean())) for m in HEADLINE if m in ok and len(ok)}
+    next_window, window_1 = quality_summary(table)
     ret = pd.DataFrame(retention, columns=["t", "j", "ndcg@10", "recall@10", "auc"])
     matrix = {}
     for metric in ("ndcg@10", "auc"):
@@ -334,13 +360,11 @@ def _result(setup: Setup, status, reason, rows, per_user, retention) -> RunResul
         "status": status,
         "reason": reason,
         "windows_evaluated": int(len(ok)),
-        "next_window": next_window,
+        "next_window": next_window,  # windows 2..N
+        "window_1": window_1,  # M0, the same model for every method
         "retention": matrix,
     }
-    cost_cols = ["update_wall_s", "update_cpu_s", "peak_mem_mb", "peak_mem_increase_mb", "update_gflops", "trainable_params",
-                 "changed_params", "delta_bytes", "serve_p50_ms", "serve_p95_ms", "serve_p99_ms",
-                 "serve_users_per_s", "serve_flops_per_request"]  # fmt: skip
-    cost = {c: _clean(float(ok[c].mean())) for c in cost_cols if c in ok and len(ok)}
+    cost = {c: _clean(float(ok[c].mean())) for c in COST_COLUMNS if c in ok and len(ok)}
     users = pd.concat(per_user, ignore_index=True) if per_user else pd.DataFrame()
     return RunResult(summary, table, users, ret, cost)
 

@@ -14,14 +14,18 @@ ties are broken by the protocol's seeded permutation like every other ranking.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
 
-from incbench import evaluate
+from incbench import evaluate, io
 from incbench.split import Windows
 
 NAMES = ("popularity", "recent_popularity", "oracle")
+VERSION = "1"  # bump when a reference's definition changes
 
 
 class Scores:
@@ -99,3 +103,39 @@ def evaluate_reference(
         per_user.insert(0, "window", t)
         users.append(per_user)
     return pd.DataFrame(rows), pd.concat(users, ignore_index=True)
+
+
+def run_reference(dataset: str, name: str, root: Path) -> Path:
+    """`incbench reference`: a reference's run folder, results/runs/<dataset>-reference-<name>-0/,
+    in the format of a method's run (summary.json, windows.csv, per_user.parquet,
+    provenance.json), so every table shows it beside the methods."""
+    from incbench import provenance, synthetic
+    from incbench.config import load_params, protocol_from
+    from incbench.protocol import quality_summary
+    from incbench.split import load_windows
+
+    protocol = protocol_from(load_params(root))
+    windows = load_windows(root / "data" / "windows" / dataset)
+    truth = None
+    if name == "oracle":
+        truth = synthetic.Truth.load(root / "data" / "raw" / dataset / "truth.npz")
+    table, per_user = evaluate_reference(name, windows, truth, protocol.seed)
+    next_window, window_1 = quality_summary(table)
+    summary = {
+        "dataset": dataset, "dataset_version": windows.manifest["dataset"]["version"],
+        "backbone": "reference", "method": name, "method_version": VERSION, "seed": 0,
+        "status": "ok", "reason": "", "kind": "reference", "windows_evaluated": len(table),
+        "next_window": next_window, "window_1": window_1,
+    }  # fmt: skip
+    prov = provenance.collect(
+        root, "cpu", method={"name": name, "version": VERSION, "params": {}}, backbone=None,
+        protocol=dataclasses.asdict(protocol), seed=0,
+        dataset=windows.manifest["dataset"], split_sha256=windows.manifest["sha256"],
+    )  # fmt: skip
+    out = root / "results" / "runs" / f"{dataset}-reference-{name}-0"
+    with io.atomic_dir(out) as build:
+        io.write_json(build / "summary.json", summary)
+        io.write_csv(build / "windows.csv", table)
+        io.write_parquet(build / "per_user.parquet", per_user)
+        io.write_json(build / "provenance.json", prov)
+    return out

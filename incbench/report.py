@@ -39,18 +39,24 @@ from incbench.protocol import run_id
 
 Column = tuple[str, str, int]  # (record key, header, decimals)
 
-QUALITY: list[Column] = [
-    ("ndcg@10", "NDCG@10", 4),
-    ("recall@10", "Recall@10", 4),
-    ("f1@10", "F1@10", 4),
+QUALITY: list[Column] = [  # headline: warm users, windows 2..N (summary["next_window"])
+    ("warm_user:ndcg@10", "NDCG@10", 4),
+    ("warm_user:recall@10", "Recall@10", 4),
+    ("warm_user:f1@10", "F1@10", 4),
+    ("warm_users", "Users/window", 0),
+    ("cold_user:ndcg@10", "NDCG@10 cold users", 4),
+    ("cold_users", "Cold users/window", 0),
+    ("cold_item:ndcg@10", "NDCG@10 cold items", 4),
+    ("auc", "AUC", 4),
+    ("gauc", "GAUC", 4),
+    ("logloss", "LogLoss", 4),
     ("accuracy", "Accuracy", 4),
     ("f1", "F1", 4),
-    ("auc", "AUC", 4),
-    ("cold_item:ndcg@10", "NDCG@10 cold items", 4),
     ("update_wall_s", "Update s", 2),
     ("cost_vs_full_retrain", "Cost × full_retrain", 3),
     ("tuning", "Tuning", None),
 ]
+MARKED = {"warm_user:ndcg@10": "ndcg@10", "warm_user:recall@10": "recall@10"}  # column -> tested
 COST: list[Column] = [
     ("update_wall_s", "Update s", 3),
     ("update_cpu_s", "CPU s", 3),
@@ -77,6 +83,27 @@ def _load(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def reference_records(root: Path, params: dict, dataset: str) -> list[dict[str, Any]]:
+    """The reference rows (params.yaml `references`), one record each: the same for every
+    backbone of the dataset; `kind` tells them from methods."""
+    records = []
+    for name in params.get("references") or []:
+        folder = root / "results" / "runs" / f"{dataset}-reference-{name}-0"
+        summary = _load(folder / "summary.json")
+        rec = {"method": name, "seed": 0, "version": None, "status": "missing", "kind": "reference",
+               "reason": f"no result in {folder.relative_to(root)}: run dvc repro",
+               "folder": folder, "tuning": "–"}  # fmt: skip
+        if summary:
+            rec.update(version=summary["method_version"], status=summary["status"],
+                       reason=summary["reason"], **summary["next_window"])  # fmt: skip
+            rec["window_1"] = summary.get("window_1") or {}
+            per_window = pd.read_csv(folder / "windows.csv")
+            rec["by_window"] = [None if pd.isna(v) else float(v)
+                                for v in per_window["warm_user:ndcg@10"]]  # fmt: skip
+        records.append(rec)
+    return records
+
+
 def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[str, Any]]:
     """One record per (method, seed) of the grid: status, quality and cost values."""
     records = []
@@ -85,7 +112,8 @@ def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[
             folder = root / "results" / "runs" / run_id(dataset, backbone, method_name, seed)
             summary, cost = _load(folder / "summary.json"), _load(folder / "cost.json")
             rec = {"method": method_name, "seed": seed, "version": None, "status": "missing",
-                   "reason": f"no result in {folder.relative_to(root)}: run dvc repro"}  # fmt: skip
+                   "reason": f"no result in {folder.relative_to(root)}: run dvc repro",
+                   "kind": "method"}  # fmt: skip
             rec["folder"] = folder
             best = _load(
                 root / "results" / "tuning" / f"{dataset}-{backbone}-{method_name}" / "best.json"
@@ -96,6 +124,7 @@ def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[
             if summary:
                 rec.update(version=summary["method_version"], status=summary["status"],
                            reason=summary["reason"], **summary["next_window"])  # fmt: skip
+                rec["window_1"] = summary.get("window_1") or {}
                 rec["device"] = (cost or {}).get("device")
                 rec["device_name"] = (cost or {}).get("device_name")
                 rec["provenance"] = _load(folder / "provenance.json") or {}
@@ -107,7 +136,7 @@ def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[
                     per_window = pd.read_csv(folder / "windows.csv")
                     per_window = per_window[per_window["status"] == "ok"]
                     rec["by_window"] = [
-                        None if pd.isna(v) else float(v) for v in per_window["ndcg@10"]
+                        None if pd.isna(v) else float(v) for v in per_window["warm_user:ndcg@10"]
                     ]
             records.append(rec)
     return records
@@ -199,6 +228,43 @@ def table(
     return rows, pd.DataFrame(csv_rows)
 
 
+def quality_rows(
+    refs, records, columns: list[Column], marks
+) -> tuple[list[list[str]], pd.DataFrame]:
+    """Reference rows, the majority-class reference, M0 on window 1 (shared), then methods."""
+    ref_rows, ref_csv = table(refs, columns)
+    for row in ref_rows:
+        row[0] = row[0].replace(" (v", " (reference v")
+    ok = [r for r in records if r["status"] == "ok"]
+    majority = {"method": "majority class", "seed": 0, "version": "1", "status": "ok",
+                "accuracy": _mean_of(ok, "majority_accuracy"), "f1": _mean_of(ok, "majority_f1")}  # fmt: skip
+    maj_rows, maj_csv = table([majority], [c for c in columns if c[0] in ("accuracy", "f1")])
+    keys = [c[0] for c in columns if c[0] in ("accuracy", "f1")]
+    maj_row = ["majority class (reference)"] + [
+        maj_rows[0][1 + keys.index(c[0])] if c[0] in keys else "–" for c in columns
+    ] + ["reference: always the more frequent label of the window"]  # fmt: skip
+    first = next((m for m in dict.fromkeys(r["method"] for r in ok)), None)
+    m0 = [{**r["window_1"], "method": "M0 on window 1", "seed": r["seed"], "version": r["version"],
+           "status": "ok"} for r in ok if r["method"] == first and r.get("window_1")]  # fmt: skip
+    shared = [c for c in columns if c[0] not in ("update_wall_s", "cost_vs_full_retrain", "tuning")]
+    m0_rows, m0_csv = table(m0, shared) if m0 else ([], pd.DataFrame())
+    m0_out = []
+    for row in m0_rows:
+        cells = dict(zip([c[0] for c in shared], row[1:-1]))
+        m0_out.append(["M0 on window 1 (shared by every method)"]
+                      + [cells.get(c[0], "–") for c in columns] + ["ok"])  # fmt: skip
+    rows, csv = table(records, columns, marks)
+    m0_csv = m0_csv.assign(method="M0 on window 1") if len(m0_csv) else m0_csv
+    maj_csv = maj_csv.assign(method="majority class")
+    return (ref_rows + [maj_row] + m0_out + rows,
+            pd.concat([ref_csv, maj_csv, m0_csv, csv], ignore_index=True))  # fmt: skip
+
+
+def _mean_of(records, key: str) -> float | None:
+    values = [r.get(key) for r in records if r.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
 def caption(root: Path, params: dict, dataset: str, backbone: str, records, what: str) -> str:
     protocol = protocol_from(params)
     manifest = _load(root / "data" / "windows" / dataset / "manifest.json") or {}
@@ -255,7 +321,7 @@ def tex_escape(text: str) -> str:
 
 
 KINDS = {
-    "quality": (QUALITY, "next-window metrics (model M_(t-1) on window t) averaged over windows"),
+    "quality": (QUALITY, "next-window metrics (model M_(t-1) on window t), mean of windows 2..N"),
     "cost": (COST, "cost per update (window mean), measured by the harness's meter; Peak MB is "
              "the process peak during the update, Peak +MB its rise over the level at the start"),
     "latency": (LATENCY, "serving: top-10 over the full catalogue for one user, model serving "
@@ -265,6 +331,17 @@ KINDS = {
                   "(GEM), mean gap of next-window NDCG@10 to full_retrain (same seed), and "
                   "next-window NDCG@10 by window (the staleness curve)"),
 }  # fmt: skip
+QUALITY_NOTE = (
+    "Ranking columns: warm users (seen before window t) unless marked cold; users/window = "
+    "mean number of users ranked per window; cold users (first seen in window t) are ranked by "
+    "the backbone's declared cold-user rule, the same for every method. Window 1 evaluates M0 "
+    "for every method and is shown once. Classification (explicit feedback): over the observed "
+    "rows of window t, label = rating >= threshold (the training signal adds sampled negatives "
+    "as label 0); accuracy and F1 at the logit threshold that maximised accuracy on the holdout "
+    "of period t-1 (past data only); majority class = always the window's more frequent label. "
+    "Reference rows are not updates: popularity ranks by train counts before t, "
+    "recent_popularity by those of period t-1 only."
+)
 SIG_NOTE = ("▲k / ▼k: significantly better / worse than full_retrain in k windows (per window: "
             "per-user paired Wilcoxon signed-rank test on seed-matched users of every seed, "
             "Holm-corrected across methods, α = 0.05).")  # fmt: skip
@@ -331,14 +408,18 @@ def report(root: Path) -> list[Path]:
             prov = provenance(root, records, dataset)
             n_windows = protocol_from(params).n_windows
             stem = f"{dataset}-{backbone}"
+            refs = reference_records(root, params, dataset)
             for kind, (columns, what) in KINDS.items():
                 columns = columns or continual_columns(n_windows)
-                rows, csv = table(
-                    records, columns, analysis.marks(sig) if kind == "quality" else None
-                )
+                if kind == "quality":
+                    marks = {(m, col): mark for (m, tested), mark in analysis.marks(sig).items()
+                             for col, name in MARKED.items() if name == tested}  # fmt: skip
+                    rows, csv = quality_rows(refs, records, columns, marks)
+                else:
+                    rows, csv = table(records, columns)
                 cap = caption(root, params, dataset, backbone, records, what)
                 if kind == "quality":
-                    cap += " " + SIG_NOTE
+                    cap += " " + QUALITY_NOTE + " " + SIG_NOTE
                 if kind in ("cost", "latency"):
                     cap += (f" $ and kWh are estimates from measured seconds at hardware profile "
                             f"'{profile_name}' ({profile.price_per_hour:g} $/h, {profile.watts:g} W).")  # fmt: skip
@@ -414,7 +495,7 @@ def make_plots(folder: Path, stem: str, records, dataset: str, backbone: str) ->
         width = max(len(r["by_window"]) for r in recs)
         curves[m] = np.array([[np.nan if v is None else v for v in r["by_window"]]
                               + [np.nan] * (width - len(r["by_window"])) for r in recs])  # fmt: skip
-        q = stats.mean_std_ci([r.get("ndcg@10") for r in recs])
+        q = stats.mean_std_ci([r.get("warm_user:ndcg@10") for r in recs])
         points[m] = (
             float(np.mean([r.get("update_wall_s") or 0.0 for r in recs])),
             q["mean"],
@@ -428,9 +509,9 @@ def make_plots(folder: Path, stem: str, records, dataset: str, backbone: str) ->
             matrices[m] = np.nanmean(mats, axis=0)
     title = f"{dataset} / {backbone}"
     return [
-        *plots.by_window(curves, "next-window NDCG@10", f"{title}: NDCG@10 by window (band: seeds min-max)",
+        *plots.by_window(curves, "next-window NDCG@10 (warm users)", f"{title}: warm-user NDCG@10 by window (band: seeds min-max)",
                          folder / f"{stem}-ndcg_by_window"),
-        *plots.quality_vs_cost(points, "next-window NDCG@10", f"{title}: quality vs update cost",
+        *plots.quality_vs_cost(points, "NDCG@10 (warm users, windows 2..N)", f"{title}: quality vs update cost",
                                folder / f"{stem}-quality_vs_cost"),
         *tuning_history_plot(records, folder.parent / "tuning", stem, folder / f"{stem}-tuning_history", title),
         *plots.retention(matrices, f"{title}: retention matrix R[t][j] (NDCG@10, mean over seeds)",
