@@ -1,10 +1,14 @@
 """Statistics for the tables: seed spread, confidence intervals, paired tests, continual metrics.
 
-- CI: t-based over seeds, mean ± t_(0.975, n-1) · s / sqrt(n) (undefined for one seed).
-- Paired test against `full_retrain`: per window and metric, the per-user values of a method
-  and of full_retrain are paired by (seed, user) — seed-matched, every seed's users pooled — and
-  compared with the Wilcoxon signed-rank test (zero differences dropped, two-sided); p-values
-  are Holm-corrected across the methods compared in that window for that metric.
+- CI: t-interval, mean ± t_(0.975, n-1) · s / sqrt(n), over seeds in the quality table and over
+  users for paired differences (undefined for n = 1).
+- Paired test against `full_retrain` (incbench/analysis.py): the unit is the user — per-user
+  values averaged over windows and then over seeds, never (seed, user) pairs pooled — compared
+  with the Wilcoxon signed-rank test (zero differences dropped, two-sided); the direction of a
+  significant result is the sign of W+ − W− (`rank_direction`); the effect is the mean per-user
+  difference with a 95% t-interval over users (`mean_std_ci`); p-values are Holm-corrected
+  across every test of a family (`holm`). Seed spread: sample std over seeds (`seed_std`),
+  NaN (not available) with one seed.
 - Continual (retention matrix R[t][j], row 0 = M0): forgetting at the end,
   F = mean_{j<N} (max_{j<=l<N} R[l][j] - R[N][j]); backward transfer (GEM),
   BWT = mean_{j<N} (R[N][j] - R[j][j]).
@@ -38,6 +42,22 @@ def wilcoxon(a, b) -> float:
     if len(d) == 0 or np.all(d == 0):
         return 1.0
     return float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def rank_direction(d) -> int:
+    """Sign of the signed-rank statistic W+ − W− of the differences d (zeros and NaN dropped,
+    ties given average ranks): +1 if the larger ranks are positive, -1 if negative, else 0."""
+    d = np.asarray(d, dtype=np.float64)
+    d = d[~np.isnan(d) & (d != 0)]
+    if len(d) == 0:
+        return 0
+    return int(np.sign(np.sum(np.sign(d) * stats.rankdata(np.abs(d)))))
+
+
+def seed_std(values) -> float:
+    """Sample std (ddof 1) over seeds; NaN — not available, never 0 — with fewer than two."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.std(ddof=1)) if len(v) > 1 else float("nan")
 
 
 def holm(pvalues: dict) -> dict:

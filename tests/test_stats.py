@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from incbench.stats import bwt, forgetting, holm, mean_std_ci, wilcoxon
+from incbench.stats import (
+    bwt,
+    forgetting,
+    holm,
+    mean_std_ci,
+    rank_direction,
+    seed_std,
+    wilcoxon,
+)
 
 
 def test_ci_matches_scipy_t_interval():
@@ -54,3 +62,15 @@ def test_forgetting_and_bwt_by_hand():
     # BWT = mean(0.3 - 0.5, 0.5 - 0.6)
     assert bwt(R) == pytest.approx(-0.15)
     assert math.isnan(forgetting([[None]]))
+
+
+def test_rank_direction_follows_the_ranks_not_the_mean():
+    d = [0.1, 0.2, 0.3, 0.4, -5.0]  # W+ = 1+2+3+4 = 10 > W- = 5, though the mean is negative
+    assert rank_direction(d) == 1 and np.mean(d) < 0
+    assert rank_direction([-1.0, 0.0, float("nan")]) == -1
+    assert rank_direction([1.0, -1.0]) == 0 and rank_direction([0.0]) == 0
+
+
+def test_seed_std_with_one_seed_is_not_available():
+    assert math.isnan(seed_std([0.3])) and math.isnan(seed_std([]))
+    assert seed_std([1.0, 3.0]) == pytest.approx(math.sqrt(2))
