@@ -4,6 +4,12 @@ Wall seconds (with CUDA fences on GPU), process CPU seconds, and the exact peak 
 the metered block: on Linux the kernel's resident-set high-water mark (VmHWM) is reset through
 /proc/self/clear_refs before the block and read after it, so no sampler can miss a peak; on
 CUDA `torch.cuda.max_memory_allocated` is reset and read the same way.
+
+Contention: the machine-wide busy and steal CPU seconds (psutil.cpu_times) are read around the
+block; busy time that is not this process's is other processes' work. Its share of the block's
+capacity (wall x logical CPUs), the steal share and the load average are recorded, and a
+measurement with either share above CONTENDED is flagged in the tables. System-wide counters
+have a 10 ms tick, so blocks under ~0.1 s read as noisy.
 """
 
 from __future__ import annotations
@@ -60,6 +66,22 @@ class Measurement:
     peak_mem_mb: float = float("nan")  # absolute peak during the block
     peak_mem_increase_mb: float = float("nan")  # that peak minus the level at the start
     peak_mem_kind: str = "rss"
+    # what else the machine did during the block (a busy machine inflates wall seconds)
+    other_cpu_share: float = float("nan")  # other processes' CPU time / (wall x logical CPUs)
+    steal_share: float = float("nan")  # hypervisor steal time / (wall x logical CPUs)
+    loadavg_1m: float = float("nan")  # 1-minute load average at the end of the block
+
+
+CONTENDED = 0.25  # other_cpu_share (or steal) above this marks a measurement as contended
+
+
+def _busy() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot."""
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    total = sum(t)
+    steal = getattr(t, "steal", 0.0)
+    return total - idle - steal, steal
 
 
 def _embedding_fwd(weight_shape, indices_shape, *args, out_shape=None, **kwargs) -> int:
@@ -111,6 +133,7 @@ class Meter:
         else:
             reset_peak_rss()
             self._mem0 = rss_bytes()
+        self._busy0 = _busy()
         self._cpu0 = time.process_time()
         self._wall0 = time.perf_counter()
         return self
@@ -125,4 +148,10 @@ class Meter:
             peak, kind = torch.cuda.max_memory_allocated(), "cuda_allocated"
         else:
             peak, kind = peak_rss_bytes(), "rss"
-        self.result = Measurement(wall, cpu, peak / 2**20, (peak - self._mem0) / 2**20, kind)
+        busy, steal = _busy()
+        capacity = max(wall, 1e-9) * (psutil.cpu_count() or 1)
+        others = max(busy - self._busy0[0] - cpu, 0.0) / capacity
+        steal_share = max(steal - self._busy0[1], 0.0) / capacity
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        self.result = Measurement(wall, cpu, peak / 2**20, (peak - self._mem0) / 2**20, kind,
+                                  min(others, 1.0), min(steal_share, 1.0), load)  # fmt: skip

@@ -25,7 +25,7 @@ import torch
 
 from incbench import backbones, evaluate, io, method, provenance, serving, train, tuning
 from incbench.config import ConfigError, Protocol, from_mapping, load_params, protocol_from
-from incbench.meter import Meter
+from incbench.meter import CONTENDED, Meter
 from incbench.split import Windows, load_windows
 
 
@@ -276,6 +276,8 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
             "update_wall_s": meter.result.wall_s, "update_cpu_s": meter.result.cpu_s,
             "peak_mem_mb": meter.result.peak_mem_mb, "peak_mem_kind": meter.result.peak_mem_kind,
             "peak_mem_increase_mb": meter.result.peak_mem_increase_mb,
+            "other_cpu_share": meter.result.other_cpu_share, "steal_share": meter.result.steal_share,
+            "loadavg_1m": meter.result.loadavg_1m,
             "trainable_params": trainable, "changed_params": changed, "delta_bytes": delta,
             "train_rows": len(ctx.window), "update_gflops": flops / 1e9,
             **fit_record(ctx.results),
@@ -326,6 +328,7 @@ def quality_summary(table: pd.DataFrame) -> tuple[dict[str, Any], dict[str, Any]
 
 
 COST_COLUMNS = ("update_wall_s", "update_cpu_s", "peak_mem_mb", "peak_mem_increase_mb",
+                "other_cpu_share", "steal_share", "loadavg_1m",
                 "update_gflops", "trainable_params", "changed_params", "delta_bytes",
                 "serve_p50_ms", "serve_p95_ms", "serve_p99_ms", "serve_users_per_s",
                 "serve_flops_per_request", "train_rows")  # fmt: skip
@@ -365,6 +368,12 @@ def _result(setup: Setup, status, reason, rows, per_user, retention) -> RunResul
         "retention": matrix,
     }
     cost = {c: _clean(float(ok[c].mean())) for c in COST_COLUMNS if c in ok and len(ok)}
+    if "update_wall_s" in ok and len(ok):  # robust to a few slow (busy-machine) windows
+        cost["update_wall_s_median"] = _clean(float(ok["update_wall_s"].median()))
+        cost["update_cpu_s_median"] = _clean(float(ok["update_cpu_s"].median()))
+        shares = ok[["other_cpu_share", "steal_share"]].max(axis=1)
+        cost["contended_windows"] = int((shares > CONTENDED).sum())
+        cost["other_cpu_share_max"] = _clean(float(shares.max()))
     users = pd.concat(per_user, ignore_index=True) if per_user else pd.DataFrame()
     return RunResult(summary, table, users, ret, cost)
 

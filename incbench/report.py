@@ -69,6 +69,8 @@ COST: list[Column] = [
     ("usd_per_update", "$ / update (est.)", 6),
     ("kwh_per_update", "kWh / update (est.)", 6),
     ("cost_vs_full_retrain", "Cost × full_retrain", 3),
+    ("cpu_vs_full_retrain", "CPU × full_retrain", 3),
+    ("busy_pct", "Others' CPU % (max)", 0),
 ]
 LATENCY: list[Column] = [
     ("serve_p50_ms", "p50 ms", 3),
@@ -163,16 +165,24 @@ def add_estimates(
                 f"hardware_profile {profile_name!r} describes a {profile.kind} machine; set "
                 "hardware_profile in params.yaml to a profile of the hardware that ran the grid"
             )
-    retrain = [r["update_wall_s"] for r in records
-               if r["method"] == "full_retrain" and r["status"] == "ok"]  # fmt: skip
-    base = float(np.mean(retrain)) if retrain else None
+
+    def robust(rec, key):  # the median over windows (older runs: the mean)
+        return rec.get(f"{key}_median", rec.get(key))
+
+    retrain = [r for r in records if r["method"] == "full_retrain" and r["status"] == "ok"]
+    base = float(np.mean([robust(r, "update_wall_s") for r in retrain])) if retrain else None
+    base_cpu = float(np.mean([robust(r, "update_cpu_s") for r in retrain])) if retrain else None
     for rec in records:
         seconds = rec.get("update_wall_s")
         if rec["status"] != "ok" or seconds is None:
             continue
         rec["usd_per_update"] = profile.dollars(seconds)
         rec["kwh_per_update"] = profile.kwh(seconds)
-        rec["cost_vs_full_retrain"] = seconds / base if base else None
+        rec["cost_vs_full_retrain"] = robust(rec, "update_wall_s") / base if base else None
+        cpu = robust(rec, "update_cpu_s")
+        rec["cpu_vs_full_retrain"] = cpu / base_cpu if base_cpu and cpu is not None else None
+        if rec.get("other_cpu_share_max") is not None:
+            rec["busy_pct"] = 100 * rec["other_cpu_share_max"]
         if rec.get("delta_bytes") is not None:
             rec["delta_kb"] = rec["delta_bytes"] / 1024
         if rec.get("serve_flops_per_request") is not None:
@@ -202,6 +212,9 @@ def table(
         label = f"{method_name} (v{version})"
         if ok:
             status = "ok" if len(ok) == len(recs) else f"ok on {len(ok)}/{len(recs)} seeds"
+            busy = sum(r.get("contended_windows") or 0 for r in ok)
+            if busy:
+                status += f" (contended: {busy} window(s) with others' CPU > 25%)"
         else:
             first = recs[0]
             status = f"{first['status'].replace('_', ' ')}: {first['reason']}"
@@ -323,7 +336,10 @@ def tex_escape(text: str) -> str:
 KINDS = {
     "quality": (QUALITY, "next-window metrics (model M_(t-1) on window t), mean of windows 2..N"),
     "cost": (COST, "cost per update (window mean), measured by the harness's meter; Peak MB is "
-             "the process peak during the update, Peak +MB its rise over the level at the start"),
+             "the process peak during the update, Peak +MB its rise over the level at the start; "
+             "× full_retrain = ratio of medians over windows (wall, CPU seconds), robust to a few "
+             "slow windows; Others' CPU % = the largest share of the machine other processes "
+             "used during an update (rows with a window above 25% say 'contended')"),
     "latency": (LATENCY, "serving: top-10 over the full catalogue for one user, model serving "
                 "window t, 200 timed requests after 20 warm-up; throughput in batches of 256"),
     "continual": (None, "continual-learning view from the retention matrix R[t][j] (NDCG@10 of "

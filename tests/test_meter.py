@@ -60,3 +60,22 @@ def test_flop_probe_changes_nothing():
     update_flops(model, ("head",), probe, 100)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert all(p.grad is None and p.requires_grad for p in model.parameters())
+
+
+def test_meter_sees_other_processes_work():
+    """A busy sibling process during the block shows as others' CPU share; ours does not."""
+    import subprocess
+    import sys
+    import time
+
+    spin = "import time\nend = time.time() + 0.8\nwhile time.time() < end: pass\n"
+    child = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        with Meter() as m:
+            time.sleep(0.6)
+    finally:
+        child.wait()
+    assert m.result.other_cpu_share > 0.15  # one of the machine's cores was busy elsewhere
+    with Meter() as own:
+        sum(i * i for i in range(2_000_000))  # our own work is not "others"
+    assert own.result.cpu_s > 0 and own.result.other_cpu_share < own.result.cpu_s / own.result.wall_s
