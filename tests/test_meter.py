@@ -78,4 +78,6 @@ def test_meter_sees_other_processes_work():
     assert m.result.other_cpu_share > 0.15  # one of the machine's cores was busy elsewhere
     with Meter() as own:
         sum(i * i for i in range(2_000_000))  # our own work is not "others"
-    assert own.result.cpu_s > 0 and own.result.other_cpu_share < own.result.cpu_s / own.result.wall_s
+    assert (
+        own.result.cpu_s > 0 and own.result.other_cpu_share < own.result.cpu_s / own.result.wall_s
+    )

@@ -97,9 +97,13 @@ def test_cost_and_latency_tables(project):
     md = (project / "results/tables/cost-synthetic-mf.md").read_text()
     assert "estimates from measured seconds at hardware profile 'cpu'" in md
     latency = pd.read_csv(project / "results/tables/latency-synthetic-mf.csv").set_index("method")
-    row = latency.loc["head_only"]
+    row = latency.loc["M0 serving (backbone)"]  # serving is the backbone's: measured once, on M0
     assert 0 < row["serve_p50_ms_mean"] <= row["serve_p95_ms_mean"] <= row["serve_p99_ms_mean"]
     assert row["serve_users_per_s_mean"] > 0 and row["serve_mflops_per_request_mean"] > 0
+    assert latency.loc["head_only", "index_rebuild_ms_mean"] > 0  # per method: index rebuild
+    assert "serve_p50_ms_mean" not in latency.columns or np.isnan(
+        latency.loc["head_only", "serve_p50_ms_mean"]
+    )
     quality = (project / "results/tables/quality-synthetic-mf.md").read_text()
     assert "Cost × full_retrain" in quality
 
@@ -189,7 +193,9 @@ def test_degenerate_one_seed_identical_runs_and_a_missing_window(project):
     clone = sig[sig["method"] == "clone"]
     assert (clone["p"] == 1.0).all() and (clone["verdict"] == "n.s.").all()  # identical runs
     boom = sig[sig["method"] == "boom"]
-    assert sorted(boom["window"].dropna().unique()) == [2]  # failed at window 2: later windows absent
+    assert sorted(boom["window"].dropna().unique()) == [
+        2
+    ]  # failed at window 2: later windows absent
     md = (project / "results/tables/quality-synthetic-mf.md").read_text()
     assert "failed: window 2" in md
     cont = pd.read_csv(project / "results/tables/continual-synthetic-mf.csv").set_index("method")
