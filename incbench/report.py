@@ -1,11 +1,14 @@
 """`incbench report`: tables, plots and results/README.md from the run results.
 
 Per (dataset, backbone), one row per method (with its version) in params.yaml order:
-- quality: next-window metrics averaged over windows, mean ± sample std over seeds (95% t-CI
-  over seeds in the CSV), ▲k/▼k marks from paired tests against full_retrain;
+- quality: reference rows (popularity, recent_popularity, majority class), M0 on window 1
+  (shared), then methods: warm-user next-window metrics over windows 2..N, cold-user and
+  cold-item columns, classification; mean ± sample std over seeds (95% t-CI over seeds in the
+  CSV), ▲/▼ marks from the user-level paired tests against full_retrain (analysis.py);
 - cost and latency: the meter's figures, $ and kWh estimates from the hardware profile;
+  serving latency once per backbone (M0), index rebuild per method;
 - continual: forgetting, BWT, gap to full_retrain, NDCG@10 by window (the staleness curve);
-- significance: per window, the paired Wilcoxon test behind the marks.
+- significance: the tests behind the marks (and per-window tests, their own Holm family).
 Methods that were not applicable, failed, or have no result yet say so in `Status`. Every
 Markdown table ends with a provenance footnote, every LaTeX table with a provenance comment.
 Output is a pure function of the run files, dvc.lock and params: re-running on unchanged runs
