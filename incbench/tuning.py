@@ -4,18 +4,49 @@ Every method is tuned the same way, and never sees windows 1..N:
 
     base period (train part only) ──► re-split with the same rules into
     │◄─ inner base (pretrain inner M0) ─►│◄ val 1 ►│◄ val 2 ►│◄ val 3 ►│      then window 1 …
-    objective: mean next-window NDCG@10 over the validation windows (the protocol, replayed)
+    objective: mean next-window NDCG@10 over val 2..n (val 1 scores the shared inner M0),
+               averaged over the tuning seeds
 
 - Search spaces live in the method files: `def search_space(trial) -> dict` (optuna's API).
-  The method's defaults are enqueued as the first trial; values fixed in params.yaml
-  (`methods.<name>`) are never tuned. A method without `search_space` has nothing to tune.
-- Same budget for all: `tuning.trials` completed trials each, a TPE sampler seeded by a stable
-  hash of (dataset, backbone, method). The inner M0 is trained once per study.
+  The method's defaults are enqueued as the first trial (a method whose defaults are None
+  placeholders, e.g. full_retrain's "the backbone's recipe", defines
+  `resolve(params, backbone_params) -> Params` with the concrete values a run uses). Values fixed
+  in params.yaml (`methods.<name>`) are never tuned: the trial handed to `search_space` answers
+  a suggestion for a fixed name with the fixed value and never asks optuna, so fixed names are
+  never sampled and never appear among a trial's params or in trials.csv. A method without
+  `search_space` has nothing to tune.
+- Same budget for all: `tuning.trials` completed trials each (the defaults included), a TPE
+  sampler seeded by a stable hash of (dataset, backbone, method) whose random start-up is sized
+  to the budget: n_startup_trials = max(1, trials // 3), the defaults counting as one.
+- Seeds: every trial runs the inner protocol once per seed in `tuning.seeds` (at least two);
+  seed s uses its own inner M0 (pretrained once per study, like the grid's M0 per run seed),
+  so the same s gives the same M0, negatives and initialisations to every trial. The trial's
+  value is the mean over seeds; the per-seed values are its user attrs `value_seed<s>` and
+  columns of trials.csv.
+- Adoption rule. Trial 0 is the defaults, with per-seed values d_s over the S seeds; every
+  other completed trial k has values v_ks and paired gains g_ks = v_ks - d_s (same seed: same
+  inner M0, negatives and initialisations). The challenger c is the trial with the best mean.
+      margin = mean_s g_cs
+      sd     = max( sd_s(g_cs),  sqrt(median_k var_s(g_ks)) )   (sample sd/var, ddof = 1;
+                                                                 k over all non-default trials)
+      spread = 2 * sd / sqrt(S)                                 (twice the standard error)
+  The challenger replaces the defaults only if margin > spread; otherwise the runs use the
+  defaults. The sd is the challenger's own seed-to-seed sd of its gain, floored by the typical
+  (median) one over every tuned trial: with two seeds the challenger's own sd rests on one
+  degree of freedom and is smallest exactly when the challenger was lucky; the median over the
+  K trials is stable and ignores the few wild settings whose gains swing most. Selecting the
+  best of K noisy trials inflates its margin by about sd/sqrt(S) times the expected maximum
+  of K standard normals (1.5 for K = 9), which the two-standard-error bar covers. The settings'
+  own seed std is recorded but not used: each seed has its own inner M0, so it mostly measures
+  how good that M0 is, which pairing cancels (ml-100k/mf, fine_tune: the defaults score 0.284
+  and 0.227 on the two seeds, while the gain of a tuned setting over them has a typical
+  seed-to-seed sd of 0.005). best.json records which won (`adopted`: "tuned" | "defaults"),
+  `margin`, `spread`, the per-seed values of both settings, and `params`: what the runs use.
 - Studies live in optuna journal files, so an interrupted study resumes where it stopped;
   the file name carries a hash of everything that defines the study (method file, fixed
-  params, protocol, backbone params, split), so a changed setup starts a new study.
+  params, protocol, backbone params, split, seeds, objective), so a changed setup starts anew.
 - Output `results/tuning/<dataset>-<backbone>-<method>/`: `best.json` (read by the run stages
-  when `tuning.trials > 0`), `trials.csv`, the journal.
+  through `tuned_params`), `trials.csv`, the journal.
 """
 
 from __future__ import annotations
@@ -24,6 +55,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +66,31 @@ from incbench.config import ConfigError, Protocol, from_mapping, load_params, pr
 from incbench.data import Tables
 from incbench.split import Windows, load_windows, split
 
+OBJECTIVE = "next-window NDCG@10 of inner windows 2..n, mean over tuning seeds"
+RULE = (
+    "best tuned trial replaces the defaults iff its mean per-seed gain over them > "
+    "2 x max(its own sd of the gain, the median sd over all tuned trials) / sqrt(seeds)"
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class TuningConfig:
-    trials: int = 0  # completed trials per method; 0 = use the defaults, no tuning
+    trials: int = 0  # completed trials per method, defaults included; 0 = defaults, no tuning
     base_fraction: float = 0.5  # share of the base period's train rows for the inner M0
-    n_windows: int = 3  # validation windows cut from the rest of the base period
-    seed: int = 0  # run seed used inside every trial
+    n_windows: int = 3  # validation windows cut from the rest of the base period (>= 2)
+    seeds: tuple[int, ...] = (0, 1)  # run seeds of every trial (>= 2: the seed spread)
     max_failed: int = 10  # failed (diverged) trials tolerated before giving up
 
     def __post_init__(self):
-        if self.trials < 0 or self.n_windows < 1 or not 0 < self.base_fraction < 1:
-            raise ConfigError("tuning: trials >= 0, n_windows >= 1, 0 < base_fraction < 1")
+        if self.trials < 0 or self.n_windows < 2 or not 0 < self.base_fraction < 1:
+            raise ConfigError("tuning: trials >= 0, n_windows >= 2, 0 < base_fraction < 1")
+        if len(set(self.seeds)) < 2 or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError("tuning.seeds: at least two distinct seeds (the seed spread)")
+
+    @property
+    def n_startup_trials(self) -> int:
+        """TPE's random start-up, sized to the budget (the enqueued defaults count as one)."""
+        return max(1, self.trials // 3)
 
 
 def tuning_from(params: dict[str, Any]) -> TuningConfig:
@@ -79,9 +124,76 @@ def study_key(
     ident = {
         "method_file": io.sha256_file(spec.path), "fixed": fixed, "protocol": dataclasses.asdict(inner),
         "backbone": dataclasses.asdict(bparams), "split": windows.manifest.get("sha256", {}),
-        "seed": cfg.seed,
+        "seeds": list(cfg.seeds), "objective": OBJECTIVE,
     }  # fmt: skip
     return hashlib.sha256(io.dumps_json(ident).encode()).hexdigest()[:12]
+
+
+class FixedAware:
+    """The trial `search_space` sees: a fixed name gets its fixed value, optuna is never asked."""
+
+    def __init__(self, trial, fixed: dict[str, Any]):
+        self._trial, self._fixed = trial, fixed
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._trial, name)
+        if not name.startswith("suggest_"):
+            return attr
+
+        def suggest(param: str, *args, **kwargs):
+            return self._fixed[param] if param in self._fixed else attr(param, *args, **kwargs)
+
+        return suggest
+
+
+class SkipLastUpdate:
+    """The method as a trial runs it: the update after the last inner window is skipped.
+
+    A lean trial evaluates M_(t-1) on windows 1..n; M_n, the update after window n, is never
+    evaluated (there is no window n+1 inside the base period), so training it would only cost
+    time: for full_retrain, the costliest trial, it is the largest fit of the trial.
+    """
+
+    def __init__(self, module, last: int):
+        self._module, self._last = module, last
+
+    def __getattr__(self, name: str):
+        return getattr(self._module, name)
+
+    def update(self, ctx, params):
+        return ctx.model if ctx.t >= self._last else self._module.update(ctx, params)
+
+
+def inner_value(table: pd.DataFrame) -> float | None:
+    """The objective of one seed: mean next-window NDCG@10 over inner windows 2..n."""
+    if not len(table) or "ndcg@10" not in table:
+        return None
+    later = table[(table["status"] == "ok") & (table["window"] >= 2)]["ndcg@10"].dropna()
+    return float(later.mean()) if len(later) else None
+
+
+def adoption(
+    defaults: list[float], challenger: list[float], tuned: list[list[float]] | None = None
+) -> dict[str, Any]:
+    """The adoption rule (module docstring) on per-seed values, seeds in the same order.
+
+    `tuned`: the per-seed values of every completed non-default trial (challenger included);
+    they only set the floor of the gain's sd (the median over them).
+    """
+    n = len(defaults)
+    rows = [challenger, *(tuned or [])]
+    if n < 2 or any(len(r) != n for r in rows):
+        raise ValueError("adoption needs paired values of at least two seeds")
+    gains = [[v - d for v, d in zip(r, defaults, strict=True)] for r in rows]
+    margin = statistics.fmean(gains[0])
+    sd_own = statistics.stdev(gains[0])
+    floor = gains[1:] or gains[:1]
+    sd_median = math.sqrt(statistics.median(statistics.variance(g) for g in floor))
+    spread = 2 * max(sd_own, sd_median) / math.sqrt(n)
+    return {"adopt": margin > spread, "margin": margin, "spread": spread, "sd_gain": sd_own,
+            "sd_gain_median": sd_median, "median_over_trials": len(floor),
+            "std_defaults": statistics.stdev(defaults),
+            "std_challenger": statistics.stdev(challenger)}  # fmt: skip
 
 
 def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
@@ -108,7 +220,8 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
     space = getattr(spec.module, "search_space", None)
     record: dict[str, Any] = {"dataset": dataset, "backbone": backbone, "method": method_name,
                               "method_version": spec.version, "trials": 0, "fixed": fixed,
-                              "params": dataclasses.asdict(defaults), "tuned": False}  # fmt: skip
+                              "params": dataclasses.asdict(defaults), "tuned": False,
+                              "adopted": "defaults"}  # fmt: skip
     budget = getattr(bparams, "tuning_trials", None)
     if budget is not None:
         cfg = dataclasses.replace(cfg, trials=budget)
@@ -118,10 +231,12 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
         _write(out, record, pd.DataFrame(), None)
         return out
 
+    resolve = getattr(spec.module, "resolve", None)
+    concrete = resolve(defaults, bparams) if resolve else defaults  # trial 0's values
     windows = load_windows(root / "data" / "windows" / dataset)
     inner, inner_protocol = inner_windows(windows, protocol, cfg)
-    m0, _ = pretrain_model(inner, bmodule, bparams, inner_protocol, cfg.seed, device)
     key = study_key(spec, fixed, inner_protocol, bparams, windows, cfg)
+    trial_spec = dataclasses.replace(spec, module=SkipLastUpdate(spec.module, inner.n_windows))
     out.mkdir(parents=True, exist_ok=True)
     journal = out / f"study-{key}.journal"
     storage = optuna.storages.JournalStorage(
@@ -129,35 +244,55 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
     )
     sampler_seed = train.seed_for(dataset, backbone, method_name) % 2**32
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=cfg.n_startup_trials)
     study = optuna.create_study(study_name=key, storage=storage, direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=sampler_seed),
-                                load_if_exists=True)  # fmt: skip
-    if not study.trials:
-        study.enqueue_trial(dataclasses.asdict(defaults), skip_if_exists=True)
-    for t in study.trials:  # left RUNNING by an interrupted run: fail it and queue it again
-        if t.state == optuna.trial.TrialState.RUNNING:
-            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(t.params)
+                                sampler=sampler, load_if_exists=True)  # fmt: skip
+    start = {k: v for k, v in dataclasses.asdict(concrete).items()
+             if k not in fixed and v is not None}  # fmt: skip
+    state = optuna.trial.TrialState
+    settled = (state.COMPLETE, state.PRUNED, state.WAITING)  # PRUNED: diverged, not retried
+    if not any(t.user_attrs.get("defaults") and t.state in settled for t in study.trials):
+        study.enqueue_trial(start, user_attrs={"defaults": True})  # first, or again if interrupted
+    for t in study.trials:  # left RUNNING by a killed run: fail it and queue its params again
+        if t.state == state.RUNNING:
+            storage.set_trial_state_values(t._trial_id, state.FAIL)
+            if not t.user_attrs.get("defaults"):
+                study.enqueue_trial(t.params)
+    m0s: dict[int, Any] = {}
 
     def objective(trial) -> float:
-        values = {k: v for k, v in space(trial).items() if k not in fixed}
-        setup = Setup(inner, spec, spec.params({**fixed, **values}), inner_protocol, backbone,
-                      bmodule, bparams, cfg.seed, device, lean=True)  # fmt: skip
-        summary = run_protocol(setup, m0).summary
-        if summary["status"] == "not_applicable":
-            raise _NotApplicable(summary["reason"])
-        value = summary["next_window"].get("ndcg@10") if summary["status"] == "ok" else None
-        if value is None or not math.isfinite(value):
-            raise optuna.TrialPruned(summary["reason"] or "no finite NDCG@10")
-        return value
+        values = {k: v for k, v in space(FixedAware(trial, fixed)).items() if k not in fixed}
+        mparams = spec.params({**fixed, **values})
+        if trial.user_attrs.get("defaults"):
+            ran = resolve(mparams, bparams) if resolve else mparams
+            if ran != concrete:
+                raise ConfigError(f"methods/{method_name}.py: the defaults {concrete} are not "
+                                  "what search_space returned for them; a None default needs "
+                                  "resolve(params, backbone_params)")  # fmt: skip
+        per_seed = []
+        for seed in cfg.seeds:
+            if seed not in m0s:  # one inner M0 per seed, trained once per study
+                m0s[seed] = pretrain_model(inner, bmodule, bparams, inner_protocol, seed, device)[0]
+            setup = Setup(inner, trial_spec, mparams, inner_protocol, backbone, bmodule, bparams, seed,
+                          device, lean=True)  # fmt: skip
+            result = run_protocol(setup, m0s[seed])
+            summary = result.summary
+            if summary["status"] == "not_applicable":
+                raise _NotApplicable(summary["reason"])
+            value = inner_value(result.windows) if summary["status"] == "ok" else None
+            if value is None or not math.isfinite(value):
+                raise optuna.TrialPruned(f"seed {seed}: {summary['reason'] or 'no finite NDCG@10'}")
+            trial.set_user_attr(f"value_seed{seed}", value)
+            per_seed.append(value)
+        return statistics.fmean(per_seed)
 
-    def completed() -> int:
-        return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    def completed() -> list:
+        return [t for t in study.trials if t.state == state.COMPLETE]
 
-    failed = (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
+    failed = (state.FAIL, state.PRUNED)
     failures = sum(t.state in failed for t in study.trials)
     try:
-        while completed() < cfg.trials:
+        while len(completed()) < cfg.trials:
             if failures > cfg.max_failed:
                 raise ConfigError(
                     f"tuning {method_name}: {failures} trials failed; check its search space"
@@ -168,15 +303,57 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
         record["reason"] = f"not applicable: {exc}"
         _write(out, record, pd.DataFrame(), journal)
         return out
-    best = study.best_trial
-    tuned = spec.params({**fixed, **{k: v for k, v in best.params.items() if k not in fixed}})
-    record.update(trials=completed(), tuned=True, params=dataclasses.asdict(tuned),
-                  best_value=best.value, best_trial=best.number, sampler_seed=sampler_seed,
-                  study=journal.name, objective="mean next-window NDCG@10 over "
-                  f"{cfg.n_windows} validation windows inside the base period")  # fmt: skip
+
+    done = completed()
+    seed_cols = [f"value_seed{s}" for s in cfg.seeds]
+    best = max(done, key=lambda t: (t.value, -t.number))  # ties: the earlier trial
+    base = next((t for t in done if t.user_attrs.get("defaults")), None)
+    others = [t for t in done if t is not base]
+    challenger = max(others, key=lambda t: (t.value, -t.number)) if others else None
+    record.update(trials=len(done), best_value=best.value, best_trial=best.number,
+                  sampler_seed=sampler_seed, n_startup_trials=cfg.n_startup_trials,
+                  seeds=list(cfg.seeds), study=journal.name, adoption_rule=RULE,
+                  objective=f"{OBJECTIVE} {list(cfg.seeds)}, {cfg.n_windows} inner windows "
+                  "inside the base period")  # fmt: skip
+    if base is not None:
+        record.update(defaults_trial=base.number, defaults_value=base.value,
+                      defaults_per_seed=[base.user_attrs[c] for c in seed_cols])  # fmt: skip
+    if challenger is not None:
+        record.update(challenger_trial=challenger.number, challenger_value=challenger.value,
+                      challenger_per_seed=[challenger.user_attrs[c] for c in seed_cols],
+                      challenger_params=challenger.params)  # fmt: skip
+    if challenger is None:
+        record["reason"] = "only the defaults completed"
+    elif base is None:  # the defaults failed (e.g. diverged) inside the base period
+        record.update(adopted="tuned", tuned=True, margin=None, spread=None)
+    else:
+        rule = adoption(record["defaults_per_seed"], record["challenger_per_seed"],
+                        [[t.user_attrs[c] for c in seed_cols] for t in others])  # fmt: skip
+        record.update({k: v for k, v in rule.items() if k != "adopt"})
+        if rule["adopt"]:
+            record.update(adopted="tuned", tuned=True)
+        elif rule["margin"] > 0:
+            record["reason"] = (f"within seed noise: best tuned trial {challenger.number} "
+                                f"beat the defaults by {rule['margin']:+.4f} <= spread "
+                                f"{rule['spread']:.4f}")  # fmt: skip
+        else:
+            record["reason"] = (f"no tuned trial beat the defaults (best: trial "
+                                f"{challenger.number}, {rule['margin']:+.4f})")  # fmt: skip
+    if record["tuned"]:
+        chosen = {k: v for k, v in challenger.params.items() if k not in fixed}
+        record["params"] = dataclasses.asdict(spec.params({**fixed, **chosen}))
+    used = challenger if record["tuned"] else base
+    record["adopted_value"] = used.value if used is not None else None
     trials = pd.DataFrame(
         [
-            {"number": t.number, "state": t.state.name, "value": t.value, **t.params}
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "defaults": bool(t.user_attrs.get("defaults")),
+                **{c: t.user_attrs.get(c) for c in seed_cols},
+                **t.params,
+            }  # fmt: skip
             for t in study.trials
         ]
     )
@@ -198,7 +375,8 @@ def _write(out: Path, record: dict, trials: pd.DataFrame, journal: Path | None) 
 
 
 def tuned_params(root: Path, dataset: str, backbone: str, method_name: str) -> dict | None:
-    """best.json's record when tuning is on and the study tuned something, else None."""
+    """best.json's record when the study adopted a tuned setting (keys "params", "trials",
+    "best_value", …), else None: the runs then use the method's defaults and the fixed values."""
     path = folder(root, dataset, backbone, method_name) / "best.json"
     if not path.exists():
         return None
