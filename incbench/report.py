@@ -519,24 +519,31 @@ def significance_table(
 
 def tuning_table(out, stem, root, params, dataset, backbone, records, prov) -> list[Path]:
     cfg = params.get("tuning") or {}
-    what = (f"hyperparameter tuning (optuna TPE, seeded per method; objective: mean next-window "
-            f"NDCG@10 over {cfg.get('n_windows', '?')} validation windows cut from the base "
-            f"period's train part, never windows 1..N; {cfg.get('trials', 0)} completed trials "
-            "per method, defaults enqueued first)")  # fmt: skip
+    what = (f"hyperparameter tuning (optuna TPE, seeded per method, start-up trials = trials // 3; "
+            f"objective: next-window NDCG@10 over validation windows 2..{cfg.get('n_windows', '?')} cut "
+            f"from the base period's train part — never windows 1..N — mean over tuning seeds "
+            f"{cfg.get('seeds', '?')}; {cfg.get('trials', 0)} trials per method, the defaults first). "
+            "A tuned setting replaces the defaults only if its paired gain over them exceeds the "
+            "spread (twice the standard error of the per-seed gain); Margin and Spread show the "
+            "comparison that decided")  # fmt: skip
     rows, csv_rows = [], []
     for method_name in dict.fromkeys(r["method"] for r in records):
         best = next((r["tuning_record"] for r in records if r["method"] == method_name), None)
         if not best:
-            rows.append([method_name, "–", "–", "–", "missing: run dvc repro"])
+            rows.append([method_name, "–", "–", "–", "–", "–", "missing: run dvc repro"])
             continue
-        shown = ", ".join(f"{k}={_short(v)}" for k, v in sorted(best["params"].items()))
-        value = f"{best['best_value']:.4f}" if best.get("tuned") else "–"
-        status = "tuned" if best.get("tuned") else f"defaults ({best.get('reason', '')})"
-        rows.append([method_name, str(best.get("trials", 0)), value, shown, status])
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in sorted(best["params"].items())) or "–"
+        value = f"{best['best_value']:.4f}" if best.get("best_value") is not None else "–"
+        margin = f"{best['margin']:+.4f}" if best.get("margin") is not None else "–"
+        spread = f"{best['spread']:.4f}" if best.get("spread") is not None else "–"
+        status = "tuned (adopted)" if best.get("tuned") else f"defaults ({best.get('reason', '')})"
+        rows.append([method_name, str(best.get("trials", 0)), value, margin, spread, shown, status])
         csv_rows.append({"method": method_name, "trials": best.get("trials", 0),
-                         "best_value": best.get("best_value"), **best["params"], "status": status})  # fmt: skip
+                         "best_value": best.get("best_value"), "margin": best.get("margin"),
+                         "spread": best.get("spread"), **best["params"], "status": status})  # fmt: skip
     cap = caption(root, params, dataset, backbone, records, what)
-    headers = ["Method", "Trials", "Best val. NDCG@10", "Params used by the runs", "Status"]
+    headers = ["Method", "Trials", "Best val. NDCG@10", "Margin vs defaults", "Spread",
+               "Params used by the runs", "Status"]  # fmt: skip
     return write_table(out, f"tuning-{stem}", headers, rows, pd.DataFrame(csv_rows), cap, prov)
 
 

@@ -105,9 +105,17 @@ def test_search_space_fits_the_params(name):
     space = getattr(spec.module, "search_space", None)
     if space is None:
         pytest.skip("nothing to tune")
-    defaults = dataclasses.asdict(spec.params(None))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # FixedTrial warns on out-of-range values
-        values = space(optuna.trial.FixedTrial(defaults))
-    assert set(values) <= set(defaults)
-    spec.params(values)  # and every suggestion is a valid Params value
+    from incbench.config import load_params
+    from incbench.protocol import backbone_params
+
+    resolve = getattr(spec.module, "resolve", None)  # None defaults -> a backbone's values
+    for backbone in ("mf", "text") if resolve else ("mf",):
+        params = spec.params(None)
+        if resolve:
+            params = resolve(params, backbone_params(load_params(REPO), backbone)[1])
+        defaults = dataclasses.asdict(params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # FixedTrial warns on out-of-range values
+            values = space(optuna.trial.FixedTrial(defaults))
+        assert set(values) <= set(defaults)
+        spec.params(values)  # and every suggestion is a valid Params value
