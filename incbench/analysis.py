@@ -40,7 +40,7 @@ FIRST_TESTED = 2  # window 1 evaluates the shared M0: identical for every method
 HEADLINE, PER_WINDOW = "headline", "per-window"
 COLUMNS = ["family", "method", "metric", "window", "windows", "seeds", "n_users",
            "method_mean", "reference_mean", "mean_diff", "ci95_low", "ci95_high", "p", "p_holm",
-           "verdict", "seed_std_method", "seed_std_diff"]  # fmt: skip
+           "verdict", "seed_std_method", "seed_std_diff", "seed_consistent"]  # fmt: skip
 
 Runs = dict[str, dict[Any, pd.DataFrame]]  # method -> seed -> warm per-user rows
 
@@ -92,7 +92,8 @@ def paired(method: dict[Any, pd.Series], reference: dict[Any, pd.Series]) -> dic
             "mean_diff": ci["mean"], "ci95_low": ci["ci_low"], "ci95_high": ci["ci_high"],
             "p": stats.wilcoxon(a_user, b_user), "direction": stats.rank_direction(a_user - b_user),
             "seed_std_method": stats.seed_std(a_seed),
-            "seed_std_diff": stats.seed_std(a_seed - b_seed)}  # fmt: skip
+            "seed_std_diff": stats.seed_std(a_seed - b_seed),
+            "seed_consistent": bool(np.all(np.sign(a_seed - b_seed) == np.sign(ci["mean"])))}  # fmt: skip
 
 
 def _test(runs: Runs, method: str, metric: str, window: int | None) -> dict | None:
@@ -117,7 +118,14 @@ def adjust(tests: list[dict]) -> list[dict]:
     out = []
     for i, t in enumerate(tests):
         significant = adjusted[i] < ALPHA and t["direction"] != 0
-        verdict = ("better" if t["direction"] > 0 else "worse") if significant else "n.s."
+        # a mark also needs the mean difference to agree with the rank test and every seed to
+        # agree with it: a difference that flips with the training seed is not the method's
+        mean_sign = np.sign(t.get("mean_diff", t["direction"]))
+        agrees = mean_sign == t["direction"] and t.get("seed_consistent", True)
+        if significant and not agrees:
+            verdict = "n.s. (seed-dependent)"
+        else:
+            verdict = ("better" if t["direction"] > 0 else "worse") if significant else "n.s."
         out.append({**t, "p_holm": adjusted[i], "verdict": verdict})
     return out
 
@@ -171,9 +179,11 @@ def continual(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for t, value in enumerate(curve, start=1):
             rec[f"w{t}"] = value
         ref = reference.get(rec["seed"])
-        if ref is not None:
-            gaps = [a - b for a, b in zip(curve, ref) if a is not None and b is not None]
-            rec["gap_to_full_retrain"] = float(np.mean(gaps)) if gaps else None
-            for t, gap in enumerate(gaps, start=1):
+        if ref is not None:  # paired by window; window 1 (the shared M0) left out of the mean
+            gaps = {t: a - b for t, (a, b) in enumerate(zip(curve, ref), start=1)
+                    if a is not None and b is not None}  # fmt: skip
+            late = [g for t, g in gaps.items() if t >= FIRST_TESTED]
+            rec["gap_to_full_retrain"] = float(np.mean(late)) if late else None
+            for t, gap in gaps.items():
                 rec[f"gap_w{t}"] = gap
     return records

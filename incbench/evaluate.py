@@ -2,7 +2,8 @@
 
 Next window t (model M_{t-1}; DESIGN.md section 4):
   - classification, explicit feedback (as TALLRec / LSAT and CTR papers on MovieLens): over
-    every observed interaction of window t (both parts), label = liked (rating >= threshold);
+    the observed interactions of window t (both parts) of warm users (known before t; cold
+    users' rows get `cold_user:` columns), label = liked (rating >= threshold);
     AUC, GAUC, log-loss, and accuracy / F1 at a logit threshold chosen on past data only: the
     one that maximises accuracy on the holdout rows of period t-1 (never trained on), scored
     by the same model M_{t-1}. The majority-class accuracy of window t is reported beside it;
@@ -11,8 +12,9 @@ Next window t (model M_{t-1}; DESIGN.md section 4):
   - slices: cold users/items are those first seen in window t.
 Retention R[t][j] (model M_t, holdout part of period j <= t): the same, on the holdout rows of
 period j, ranking the items known by the end of period j and excluding items the user
-interacted with before j, and every item of that user in M_t's own training data (the train
-parts of periods j..t) — so learning a user's later items never counts as forgetting.
+interacted with before j and every item of that user in the train parts of periods j..N — one
+fixed exclusion set per j, the same for every t and method: learning a user's later items
+never counts as forgetting, and a model that does not change (frozen) keeps R[t][j] = R[j][j].
 """
 
 from __future__ import annotations
@@ -89,9 +91,14 @@ def next_window(model, periods: list[pd.DataFrame], t: int, known: list[tuple[in
     past = periods[t - 1]
     past = past[past["part"] == "holdout"]
     threshold = best_threshold(past["positive"].to_numpy(), logits(model, past, device))
-    metrics = classification(window["positive"].to_numpy(), logits(model, window, device),
-                             threshold, window["user_idx"].to_numpy())  # fmt: skip
+    warm_rows = window["user_idx"].to_numpy() < n_users_before
+    scores = logits(model, window, device)
+    labels, users = window["positive"].to_numpy(), window["user_idx"].to_numpy()
+    metrics = classification(labels[warm_rows], scores[warm_rows], threshold, users[warm_rows])
+    cold = classification(labels[~warm_rows], scores[~warm_rows], threshold, users[~warm_rows])
+    metrics.update({f"cold_user:{k}": cold[k] for k in ("auc", "accuracy", "f1", "logloss")})
     metrics["threshold"] = threshold
+    metrics["warm_rows"] = float(warm_rows.sum())
     positives = window.loc[window["positive"], ["user_idx", "item_idx"]]
     per_user = rank_users(model, positives, seen, n_items, n_items_before, device, tie_seed)
     per_user["cold_user"] = per_user["user_idx"] >= n_users_before
@@ -111,11 +118,11 @@ def next_window(model, periods: list[pd.DataFrame], t: int, known: list[tuple[in
 
 
 def holdout(model, periods: list[pd.DataFrame], j: int, known: list[tuple[int, int]],
-            device: str = "cpu", tie_seed: int = 0, t: int | None = None) -> dict[str, float]:  # fmt: skip
-    """Retention: quality of `model` (M_t; t = j if None) on the holdout part of period j."""
+            device: str = "cpu", tie_seed: int = 0) -> dict[str, float]:  # fmt: skip
+    """Retention: quality of `model` (any M_t, t >= j) on the holdout part of period j."""
     period = periods[j]
     rows = period[period["part"] == "holdout"]
-    trained = periods[j : (j if t is None else t) + 1]  # M_t's training data from j on
+    trained = periods[j:]  # every train item of the user from j on: fixed per j
     seen = pd.concat(
         [p[["user_idx", "item_idx"]] for p in periods[:j]]
         + [p.loc[p["part"] == "train", ["user_idx", "item_idx"]] for p in trained],

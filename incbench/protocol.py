@@ -318,7 +318,7 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
                 {
                     "t": t,
                     "j": j,
-                    **evaluate.holdout(model, windows.periods, j, known, device, tie, t),
+                    **evaluate.holdout(model, windows.periods, j, known, device, tie),
                 }
             )
     return _result(setup, status, reason, rows, per_user, retention)
@@ -331,7 +331,12 @@ def _not_applicable(setup: Setup, why: str) -> RunResult:
     return _result(setup, "not_applicable", why, rows, [], [])
 
 
-QUALITY_EXCLUDED = ("window", "status", "threshold")  # per-window columns that are not metrics
+QUALITY_EXCLUDED = (
+    "window",
+    "status",
+    "threshold",
+    "warm_rows",
+)  # per-window columns that are not metrics
 
 
 def quality_summary(table: pd.DataFrame) -> tuple[dict[str, Any], dict[str, Any]]:

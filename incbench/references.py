@@ -6,7 +6,8 @@
                        interaction in window t is a liked one (incbench/synthetic.py, Truth)
 
 Popularity is the floor a learned backbone must clear; the oracle is the ceiling on data whose
-truth is known. Each is a tiny object with the scoring interface evaluate.py uses
+truth is known — for ranking: it scores P(next interaction is liked and is this item), not
+P(liked | observed), so its classification cells are no ceiling. Each is a tiny object with the scoring interface evaluate.py uses
 (`item_index`, `score_index`, `score`), built from data strictly before window t (the oracle
 reads the truth at window t's own time: that is what makes it an oracle). Counts tie often;
 ties are broken by the protocol's seeded permutation like every other ranking.
@@ -70,11 +71,13 @@ def oracle(windows: Windows, t: int, truth) -> Scores:
     n_users, n_items = windows.known(t)
     phases = truth.phase_of(windows.periods[t]["timestamp"].to_numpy())
     weights = np.bincount(phases, minlength=truth.n_phases) / len(phases)
+    threshold = (windows.manifest.get("protocol") or {}).get("positive_threshold", 4.0)
     raw_users = windows.users["user"].to_numpy()[:n_users].astype(np.int64)
     raw_items = windows.items["item"].to_numpy()[:n_items].astype(np.int64)
     table = np.zeros((n_users, n_items))
     for phase in np.flatnonzero(weights):
-        table += weights[phase] * truth.expected_positive(int(phase))[np.ix_(raw_users, raw_items)]
+        liked = truth.expected_positive(int(phase), threshold)
+        table += weights[phase] * liked[np.ix_(raw_users, raw_items)]
     return Scores(table)
 
 

@@ -104,6 +104,7 @@ def reference_records(root: Path, params: dict, dataset: str) -> list[dict[str, 
             rec.update(version=summary["method_version"], status=summary["status"],
                        reason=summary["reason"], **summary["next_window"])  # fmt: skip
             rec["window_1"] = summary.get("window_1") or {}
+            rec["logloss"] = None  # counts and probabilities are not logits: no log-loss
             per_window = pd.read_csv(folder / "windows.csv")
             rec["by_window"] = [None if pd.isna(v) else float(v)
                                 for v in per_window["warm_user:ndcg@10"]]  # fmt: skip
@@ -374,9 +375,11 @@ KINDS = {
                 "method, the time to rebuild the serving index (the catalogue side) after each "
                 "update, mean over windows"),
     "continual": (None, "continual-learning view from the retention matrix R[t][j] (NDCG@10 of "
-                  "M_t on the holdout of period j; row 0 = M0): forgetting, backward transfer "
-                  "(GEM), mean gap of next-window NDCG@10 to full_retrain (same seed), and "
-                  "next-window NDCG@10 by window (the staleness curve)"),
+                  "M_t on the holdout of period j; row 0 = M0; one fixed exclusion set per j: the "
+                  "user's items before j and in the train parts of j..N): forgetting, backward "
+                  "transfer (GEM), mean gap of next-window warm-user NDCG@10 to full_retrain "
+                  "(same seed, windows 2..N), and warm-user NDCG@10 by window (the staleness "
+                  "curve; window 1 = M0)"),
 }  # fmt: skip
 QUALITY_NOTE = (
     "Ranking columns: warm users (seen before window t) unless marked cold; users/window = "
@@ -385,7 +388,9 @@ QUALITY_NOTE = (
     "for every method and is shown once. Classification (explicit feedback): over the observed "
     "rows of window t, label = rating >= threshold (the training signal adds sampled negatives "
     "as label 0); accuracy and F1 at the logit threshold that maximised accuracy on the holdout "
-    "of period t-1 (past data only); majority class = always the window's more frequent label. "
+    "of period t-1 (past data only); majority class = always the window's more frequent label; "
+    "LogLoss is of the raw logits, whose calibration follows the training prior (sampled "
+    "negatives), so it does not rank methods (none for references). "
     "Reference rows are not updates: popularity ranks by train counts before t, "
     "recent_popularity by those of period t-1 only."
 )
@@ -500,7 +505,8 @@ def significance_table(
             "table's ▲/▼): Holm across all of them; per-window rows: Holm across all per-window "
             "rows. Mean diff = mean per-user difference (method − full_retrain) with a 95% "
             "t-interval over users; verdict at Holm p < 0.05, in the direction of the "
-            "signed-rank statistic; seed std = std over seeds of the method's mean over the "
+            "signed-rank statistic, and only if the mean difference and every training seed's "
+            "difference agree with that direction (else 'n.s. (seed-dependent)'); seed std = std over seeds of the method's mean over the "
             "tested users and of the difference (n/a with one seed)")  # fmt: skip
     cap = caption(root, params, dataset, backbone, records, what)
     if sig.empty:

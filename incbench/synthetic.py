@@ -97,12 +97,13 @@ class Truth:
         return np.minimum((np.asarray(ts) - self.start) * self.n_phases // self.span,
                           self.n_phases - 1)  # fmt: skip
 
-    def expected_positive(self, phase: int) -> np.ndarray:
+    def expected_positive(self, phase: int, threshold: float = 4.0) -> np.ndarray:
         """[users, items]: the chance that a user's next interaction in `phase` is a liked one.
 
         P(item | user) = taste[user, genre(item)] * P(item | genre, phase) (the sampling of
-        `simulate`), times P(rating >= 4 | affinity) = Φ((log(G * taste) - 0.5) / 0.7) (the
-        rating model: 3 + log(affinity) + N(0, 0.7), rounded; >= 4 after rounding).
+        `simulate`), times P(rating >= threshold | affinity) = Φ((log(G * taste) - (threshold -
+        3.5)) / 0.7) (the rating model: 3 + log(affinity) + N(0, 0.7), rounded: >= threshold
+        after rounding iff >= threshold - 0.5 before; 0.5 for the default threshold 4).
         """
         from scipy.stats import norm
 
@@ -115,7 +116,7 @@ class Truth:
             by_genre[g, cand] = probs
         taste = self.taste[:, phase, :]
         affinity = taste[:, self.item_genre]  # [users, items]: taste for the item's genre
-        liked = norm.cdf((np.log(np.maximum(affinity * G, 1e-3)) - 0.5) / 0.7)
+        liked = norm.cdf((np.log(np.maximum(affinity * G, 1e-3)) - (threshold - 3.5)) / 0.7)
         return (taste @ by_genre) * liked
 
     def save(self, path: Path) -> None:

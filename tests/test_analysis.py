@@ -163,3 +163,16 @@ def test_one_seed_spread_not_available(tmp_path, monkeypatch):
     assert cells[-2:] == ["n/a", "n/a"]
     csv = pd.read_csv(paths[2])
     assert math.isnan(csv.loc[0, "seed_std_method"]) and math.isnan(csv.loc[0, "seed_std_diff"])
+
+
+def test_a_difference_that_flips_with_the_seed_gets_no_mark():
+    from incbench import analysis
+
+    base = {"family": "headline", "method": "m", "metric": "ndcg@10", "p": 0.001}
+    tests = [
+        {**base, "direction": 1, "mean_diff": 0.02, "seed_consistent": True},
+        {**base, "direction": 1, "mean_diff": 0.02, "seed_consistent": False},  # seeds disagree
+        {**base, "direction": 1, "mean_diff": -0.01, "seed_consistent": True},  # mean vs ranks
+    ]
+    verdicts = [t["verdict"] for t in analysis.adjust(tests)]
+    assert verdicts == ["better", "n.s. (seed-dependent)", "n.s. (seed-dependent)"]

@@ -50,8 +50,10 @@ def fake(monkeypatch):
         if len(state["calls"]) == state["interrupt_at"]:
             raise KeyboardInterrupt
         is_default = setup.mparams == state["defaults"]
-        value = state["values"](setup.mparams, is_default)[setup.seed]
-        table = pd.DataFrame({"window": [1, 2], "status": ["ok", "ok"], "ndcg@10": [0.99, value]})
+        values = state["values"](setup.mparams, is_default)
+        value = values.get(setup.seed, values[setup.seed % 2])  # confirmation seeds 2, 3 -> 0, 1
+        table = pd.DataFrame({"window": [1, 2], "status": ["ok", "ok"],
+                              "warm_user:ndcg@10": [0.99, value]})  # fmt: skip
         return SimpleNamespace(summary={"status": "ok", "reason": ""}, windows=table)
 
     monkeypatch.setattr(protocol, "run_protocol", run_protocol)
@@ -147,7 +149,7 @@ def test_config_checks():
 
 def test_objective_skips_the_first_inner_window():
     table = pd.DataFrame({"window": [1, 2, 3], "status": ["ok", "ok", "ok"],
-                          "ndcg@10": [0.9, 0.2, 0.4]})  # fmt: skip
+                          "warm_user:ndcg@10": [0.9, 0.2, 0.4]})  # fmt: skip
     assert tuning.inner_value(table) == pytest.approx(0.3)
     assert tuning.inner_value(table.iloc[:1]) is None  # nothing after the first window
 
@@ -218,6 +220,20 @@ def test_clear_win_is_adopted_and_runs_use_it(small_project, tmp_path, fake):
     tuned = tuning.tuned_params(root, "synthetic", "mf", "fine_tune")
     assert tuned["params"] == record["params"] and tuned["trials"] == 4
     assert tuned["best_value"] == record["best_value"] == pytest.approx(winner["value"])
+
+
+def test_a_win_that_fails_on_a_fresh_seed_is_not_adopted(small_project, tmp_path, fake):
+    root = _project(small_project, tmp_path, trials=4)
+    fake["defaults"] = tuning_defaults(root, "fine_tune")
+    fake["values"] = lambda p, is_default: (
+        {0: 0.300, 1: 0.302, 2: 0.300, 3: 0.300} if is_default
+        else {0: 0.330, 1: 0.331, 2: 0.310, 3: 0.290}  # seed 3 (fresh): worse than the defaults
+    )  # fmt: skip
+    record = _best(tuning.tune("synthetic", "mf", "fine_tune", root))
+    assert record["margin"] > record["spread"]  # the bar alone would have adopted it
+    assert record["adopted"] == "defaults" and record["reason"].startswith("not confirmed")
+    assert record["confirm_gains"] == [pytest.approx(0.01), pytest.approx(-0.01)]
+    assert tuning.tuned_params(root, "synthetic", "mf", "fine_tune") is None
 
 
 def test_runs_use_the_adopted_params_or_the_defaults(small_project, tmp_path, monkeypatch):

@@ -7,7 +7,8 @@
 The well-understood model (Koren et al. 2009; with the diagonal head `w`, He et al.'s GMF),
 trained with the protocol's BCE on sampled negatives plus an L2 penalty on the factor and bias
 rows of each batch (`l2`, the classic per-example regulariser: a user or item that is not in
-the batch is not shrunk, so an update on window t does not decay everyone else's taste).
+the batch is not shrunk, so an update on window t does not decay everyone else's taste), and
+on the head's distance from 1 (else scaling p, q down and w up would evade the penalty).
 
 Why not the two MLP towers this backbone had before: measured on the no-drift synthetic
 stream (benchmarks/diagnose_mf.py), the towers learned only popularity within 5 epochs and
@@ -108,7 +109,10 @@ class MF(nn.Module):
             + self.user_bias(users).square().squeeze(-1)
             + self.item_bias(items).square().squeeze(-1)
         )
-        return self.params.l2 * rows.mean()
+        # the diagonal head would otherwise let p, q shrink while w grows (same scores, smaller
+        # penalty): it is held near its start, 1, by the same coefficient
+        head = (self.head.weight - 1).square().sum()
+        return self.params.l2 * (rows.mean() + head)
 
     def item_index(self, n_items: int) -> torch.Tensor:
         """What serving precomputes once per model: [q_i · w | b_i] over the catalogue."""
