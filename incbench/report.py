@@ -489,7 +489,7 @@ def report(root: Path) -> list[Path]:
             )
             written += make_plots(plots_dir, stem, records, dataset, backbone)
             sections.append((dataset, backbone, stem))
-    written += calibration.tables(root, params)
+    written += calibration.tables(root, params)  # before the results README, which shows them
     written.append(results_readme(root, params, sections))
     return written
 
@@ -634,6 +634,11 @@ def results_readme(root: Path, params: dict, sections) -> Path:
                            ("retention", "retention matrices"), ("tuning_history", "tuning history")):  # fmt: skip
             if (root / "results" / "plots" / f"{stem}-{name}.png").exists():
                 lines += [f"![{what}](plots/{stem}-{name}.png)", ""]
+    for backbone in calibration.params_from(params).backbones:  # can the harness see drift?
+        table = root / "results" / "tables" / f"calibration-synthetic-{backbone}.md"
+        if table.exists():
+            lines += [f"## Calibration: synthetic streams with known truth / {backbone}", "",
+                      table.read_text(), ""]  # fmt: skip
     path = root / "results" / "README.md"
     io.write_text(path, "\n".join(lines))
     return path
