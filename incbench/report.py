@@ -481,6 +481,13 @@ def report(root: Path) -> list[Path]:
                 if kind in ("cost", "latency"):
                     cap += (f" $ and kWh are estimates from measured seconds at hardware profile "
                             f"'{profile_name}' ({profile.price_per_hour:g} $/h, {profile.watts:g} W).")  # fmt: skip
+                recipe = ((params.get("backbones") or {}).get(backbone) or {}).get(
+                    "pretrain_groups"
+                )
+                if kind in ("quality", "cost") and recipe:  # the reference trains fewer groups
+                    cap += (f" Note: on {backbone}, full_retrain trains only the recipe's groups "
+                            f"{list(recipe)}, so `× full_retrain` of a method that also trains "
+                            "other groups (the encoder) compares unlike work.")  # fmt: skip
                 headers = ["Method", *(h for _, h, _ in columns), "Status"]
                 written += write_table(out, f"{kind}-{stem}", headers, rows, csv, cap, prov)
             written += tuning_table(out, stem, root, params, dataset, backbone, records, prov)
