@@ -124,6 +124,8 @@ def adjust(tests: list[dict]) -> list[dict]:
         agrees = mean_sign == t["direction"] and t.get("seed_consistent", True)
         if significant and not agrees:
             verdict = "n.s. (seed-dependent)"
+        elif significant and t.get("seeds", 2) < 2:  # users are not replicates of training
+            verdict = "n.s. (one seed)"
         else:
             verdict = ("better" if t["direction"] > 0 else "worse") if significant else "n.s."
         out.append({**t, "p_holm": adjusted[i], "verdict": verdict})

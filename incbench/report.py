@@ -513,7 +513,8 @@ def significance_table(
             "rows. Mean diff = mean per-user difference (method − full_retrain) with a 95% "
             "t-interval over users; verdict at Holm p < 0.05, in the direction of the "
             "signed-rank statistic, and only if the mean difference and every training seed's "
-            "difference agree with that direction (else 'n.s. (seed-dependent)'); seed std = std over seeds of the method's mean over the "
+            "difference agree with that direction (else 'n.s. (seed-dependent)'), and never on "
+            "a single training seed ('n.s. (one seed)'); seed std = std over seeds of the method's mean over the "
             "tested users and of the difference (n/a with one seed)")  # fmt: skip
     cap = caption(root, params, dataset, backbone, records, what)
     if sig.empty:

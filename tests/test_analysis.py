@@ -176,3 +176,12 @@ def test_a_difference_that_flips_with_the_seed_gets_no_mark():
     ]
     verdicts = [t["verdict"] for t in analysis.adjust(tests)]
     assert verdicts == ["better", "n.s. (seed-dependent)", "n.s. (seed-dependent)"]
+
+
+def test_a_single_seed_never_carries_a_mark():
+    from incbench import analysis
+
+    t = {"family": "headline", "method": "m", "metric": "ndcg@10", "p": 1e-6, "direction": 1,
+         "mean_diff": 0.05, "seed_consistent": True}  # fmt: skip
+    assert analysis.adjust([{**t, "seeds": 1}])[0]["verdict"] == "n.s. (one seed)"
+    assert analysis.adjust([{**t, "seeds": 3}])[0]["verdict"] == "better"
