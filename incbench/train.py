@@ -98,7 +98,9 @@ def fit(
            rows matter most under drift, so none is left out of the final model).
 
     Both passes are part of the fit: its steps, examples and timed cost include them. A
-    `max_steps` cap (a compute budget) disables the rule: the fit stops at the cap.
+    `max_steps` cap (a compute budget) disables the rule: the fit stops at the cap. A backbone
+    that declares `capped_groups()` (text: the encoder's) has the cap bind only fits that train
+    one of them; every other fit runs to convergence.
     """
     params = trainable_parameters(model, groups)
     if not params or epochs == 0 or len(interactions) == 0:
@@ -111,15 +113,21 @@ def fit(
     rng = np.random.default_rng(seed)
     if "timestamp" in interactions:
         interactions = interactions.sort_values("timestamp", kind="stable")
+    interactions = interactions.reset_index(drop=True)
+    capped = getattr(model, "capped_groups", None)  # a budget that binds only some groups
+    if max_steps and capped and not set(capped()) & set(groups or group_names(model)):
+        max_steps = 0
     n_val = int(round(val_fraction * len(interactions))) if patience and not max_steps else 0
     try:
         if prepare:
-            prepare()
+            prepare(interactions)  # row positions below are positions in this frame
         model.train()
         if n_val >= MIN_VALIDATION_ROWS and len(interactions) - n_val > 0:
             start = [p.detach().clone() for p in params]
-            select = _Epochs(interactions.iloc[:-n_val], n_negatives, n_items, rng, device)
-            tail = _Epochs(interactions.iloc[-n_val:], n_negatives, n_items, rng, device).fixed()
+            n_sel = len(interactions) - n_val
+            select = _Epochs(interactions.iloc[:n_sel], n_negatives, n_items, rng, device)
+            tail = _Epochs(interactions.iloc[n_sel:], n_negatives, n_items, rng, device, n_sel)
+            tail = tail.fixed()
             opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
             best, best_epoch, losses, steps, examples = math.inf, 0, [], 0, 0
             for epoch in range(1, epochs + 1):
@@ -128,7 +136,7 @@ def fit(
                 steps, examples = steps + s, examples + e
                 with torch.no_grad():
                     val = float(nn.functional.binary_cross_entropy_with_logits(
-                        model.score(tail[0], tail[1]), tail[2]))  # fmt: skip
+                        _score(model, *tail[:2], tail[3]), tail[2]))  # fmt: skip
                 if val < best - 1e-6:
                     best, best_epoch = val, epoch
                 elif epoch - best_epoch >= patience:
@@ -164,11 +172,22 @@ def fit(
             p.requires_grad_(flag)
 
 
+def _score(model, users, items, rows):
+    """Training logits. A backbone with `prepare_training` also gets each example's position
+    in the fit's rows (time-correct per-example features, e.g. the text model's profiles)."""
+    if hasattr(model, "prepare_training"):
+        return model.score(users, items, rows=rows)
+    return model.score(users, items)
+
+
 class _Epochs:
     """The protocol's training signal over fixed rows: each epoch draws fresh negatives."""
 
-    def __init__(self, rows: pd.DataFrame, n_negatives, n_items, rng, device):
+    def __init__(self, rows: pd.DataFrame, n_negatives, n_items, rng, device, offset: int = 0):
         users = rows["user_idx"].to_numpy(np.int64)
+        where = np.arange(offset, offset + len(users))  # positions in the fit's frame
+        self.rows = torch.from_numpy(np.concatenate([where, np.repeat(where, n_negatives)]))
+        self.rows = self.rows.to(device)
         self.items = rows["item_idx"].to_numpy(np.int64)
         labels = rows["positive"].to_numpy(np.float32)
         n = len(users)
@@ -182,9 +201,9 @@ class _Epochs:
         neg = self.rng.integers(0, self.n_items, size=self.n * self.k)
         return torch.from_numpy(np.concatenate([self.items, neg])).to(self.device)
 
-    def fixed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def fixed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One seeded draw of negatives, kept: the validation set of early stopping."""
-        return self.users, self._items(), self.labels
+        return self.users, self._items(), self.labels, self.rows
 
     def run(self, model, opt, batch_size: int, max_steps: int, lr: float):
         """One epoch; returns (mean BCE, steps, examples). Raises Diverged on NaN/inf."""
@@ -196,7 +215,7 @@ class _Epochs:
             idx = order[lo : lo + batch_size]
             u, i = self.users[idx], items[idx]
             loss = nn.functional.binary_cross_entropy_with_logits(
-                model.score(u, i), self.labels[idx]
+                _score(model, u, i, self.rows[idx]), self.labels[idx]
             )
             full = loss + penalty(u, i) if penalty else loss
             opt.zero_grad(set_to_none=True)
@@ -240,11 +259,14 @@ def update_flops(
             p.requires_grad_(id(p) in chosen)
             p.grad = None
         if hasattr(model, "prepare_training"):
-            model.prepare_training(items)  # the frozen prefix for the probe's items only
+            model.prepare_training(probe.reset_index(drop=True), probe=True)
         penalty = getattr(model, "penalty", None)
 
         def step():
-            loss = nn.functional.binary_cross_entropy_with_logits(model.score(users, items), labels)
+            rows = torch.arange(len(probe), device=device)
+            loss = nn.functional.binary_cross_entropy_with_logits(
+                _score(model, users, items, rows), labels
+            )
             (loss + penalty(users, items) if penalty else loss).backward()
 
         flops = count_flops(step)
