@@ -5,8 +5,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-VERSION = "1"
-COLUMNS = ("user_idx", "item_idx", "positive")
+VERSION = "2"  # 2: replayed rows keep their timestamps (time-ordered fits, profiles)
+COLUMNS = ("user_idx", "item_idx", "positive", "timestamp")
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,13 @@ def reservoir(buffer: dict | None, seen: int, new: pd.DataFrame, size: int, rng)
     """Algorithm R over the rows of `new`, in stream order; returns (buffer, seen).
 
     After it, every row streamed so far is in the buffer with probability size / seen."""
-    cols = {c: new[c].to_numpy() for c in COLUMNS}
+    cols = {c: new[c].to_numpy() for c in COLUMNS if c in new}
     fill = 0 if buffer is None else len(buffer[COLUMNS[0]])
     take = min(size - fill, len(new))  # until the buffer is full, every row goes in
     if buffer is None:
-        buffer = {c: cols[c][:take].copy() for c in COLUMNS}
+        buffer = {c: cols[c][:take].copy() for c in cols}
     else:
-        buffer = {c: np.concatenate([buffer[c], cols[c][:take]]) for c in COLUMNS}
+        buffer = {c: np.concatenate([buffer[c], cols[c][:take]]) for c in cols}
     rest = np.arange(take, len(new))
     if len(rest):
         # row r of `new` is the (seen + r + 1)-th row of the stream: its slot ~ U{0..seen+r}
@@ -40,7 +40,7 @@ def reservoir(buffer: dict | None, seen: int, new: pd.DataFrame, size: int, rng)
         rows, slots = rest[keep], slot[keep]
         # a later row overwrites an earlier one that drew the same slot: keep the last write
         last = len(slots) - 1 - np.unique(slots[::-1], return_index=True)[1]
-        for c in COLUMNS:
+        for c in cols:
             buffer[c][slots[last]] = cols[c][rows[last]]
     return buffer, seen + len(new)
 
@@ -63,7 +63,7 @@ def update(ctx, params):
     buffer = pd.DataFrame(state["buffer"])
     n_replay = min(len(buffer), int(round(params.replay_ratio * len(ctx.window))))
     pick = np.sort(ctx.rng.choice(len(buffer), size=n_replay, replace=False))
-    mixed = pd.concat([ctx.window[list(COLUMNS)], buffer.iloc[pick]], ignore_index=True)
+    mixed = pd.concat([ctx.window[list(buffer.columns)], buffer.iloc[pick]], ignore_index=True)
     ctx.fit(ctx.model, mixed, lr=params.lr, epochs=params.epochs)
     state["buffer"], state["seen"] = reservoir(
         state["buffer"], state["seen"], ctx.window, params.buffer_size, ctx.rng
