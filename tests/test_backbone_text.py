@@ -1,9 +1,10 @@
-"""The text backbone: local loading, groups, frozen-prefix caching, LoRA, cold start."""
+"""The text backbone: local loading, groups, caching, budget cap, profiles, LoRA, cold start."""
 
 from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -67,6 +68,7 @@ def test_groups_in_order_and_cover_every_parameter_once(setup_m0):
     names = [n for n, _ in m0.groups()]
     assert names == [
         "user_tower",
+        "item_ids",
         "embeddings",
         *(f"layer.{k}" for k in range(6)),
         "projection",
@@ -79,7 +81,7 @@ def test_groups_in_order_and_cover_every_parameter_once(setup_m0):
 @pytest.mark.parametrize("groups", [["head"], ["projection", "head"], ["layer.5", "projection", "head"],
                                     ["layer.3", "layer.4", "layer.5", "projection", "head"], None])  # fmt: skip
 def test_cached_and_uncached_item_vectors_agree(setup_m0, groups):
-    _, m0 = setup_m0
+    windows, m0 = setup_m0
     model = copy.deepcopy(m0)
     items = torch.arange(model.n_catalogue)
     with torch.no_grad():
@@ -87,19 +89,38 @@ def test_cached_and_uncached_item_vectors_agree(setup_m0, groups):
     chosen = {id(p) for p in train.trainable_parameters(model, groups)}
     for p in model.parameters():
         p.requires_grad_(id(p) in chosen)
-    model.prepare_training()
+    model.prepare_training(base_train(windows))
     with torch.no_grad():
-        cached = model._train_item_vectors(items)
+        cached = model._train_pooled(items)
     model.finish_training()
     assert torch.allclose(cached, reference, atol=1e-5)
+    with torch.no_grad():  # the serving path (pooled catalogue cache) computes the same
+        assert torch.allclose(model.pooled(), reference, atol=1e-5)
+
+
+def test_frozen_encoder_is_encoded_once_and_a_changed_one_again(setup_m0):
+    _, m0 = setup_m0
+    model = copy.deepcopy(m0)
+    model.invalidate()
+    first = model.pooled()
+    model.invalidate()  # nothing changed: the cache stays (frozen, head_only: no re-encoding)
+    assert model.pooled() is first
+    with torch.no_grad():
+        weight = model.layers[5].intermediate.dense.weight  # e.g. a merged adapter, outside fit
+        weight.add_(0.05 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
+    model.invalidate()
+    again = model.pooled()
+    assert again is not first and not torch.allclose(again, first)
+    with torch.no_grad():
+        assert torch.allclose(again, model.encode(torch.arange(model.n_catalogue)), atol=1e-5)
 
 
 def test_head_only_and_partial_unfreeze_leave_the_rest_bit_identical(small_project, setup_m0):
     windows, m0 = setup_m0
     ctx, _, changed, _ = _update(small_project, windows, m0, "head_only")
     assert {n.split(".")[0] for n in changed} == {"head"}
-    ctx, _, changed, _ = _update(small_project, windows, m0, "partial_unfreeze", {"k": 2})
-    assert ctx.trained == {"layer.5", "projection", "head"}
+    ctx, _, changed, _ = _update(small_project, windows, m0, "partial_unfreeze", {"k": 1})
+    assert ctx.trained == {"layer.5", "projection", "head"}  # k counts transformer layers
     assert {
         n for n in changed if not n.startswith(("encoder.encoder.layer.5.", "projection.", "head."))
     } == set()
@@ -143,16 +164,54 @@ def test_profiles_keep_the_last_items_in_time_order(setup_m0):
     _, m0 = setup_m0
     model = copy.deepcopy(m0)
     model.profile.fill_(-1)
-    model.observe(pd.DataFrame({"user_idx": [0] * 7 + [1], "item_idx": [1, 2, 3, 4, 5, 6, 7, 9]}))
-    assert model.profile[0].tolist() == [3, 4, 5, 6, 7] and model.profile[1].tolist() == [
-        9,
-        -1,
-        -1,
-        -1,
-        -1,
-    ]
-    model.observe(pd.DataFrame({"user_idx": [1, 0], "item_idx": [8, 11]}))
+    model.observe(pd.DataFrame({"user_idx": [0] * 7 + [1], "item_idx": [1, 2, 3, 4, 5, 6, 7, 9],
+                                "timestamp": [1, 2, 3, 4, 5, 6, 7, 1]}))  # fmt: skip
+    assert model.profile[0].tolist() == [3, 4, 5, 6, 7]
+    assert model.profile[1].tolist() == [9, -1, -1, -1, -1]
+    model.observe(pd.DataFrame({"user_idx": [1, 0], "item_idx": [8, 11], "timestamp": [9, 9]}))
     assert model.profile[0].tolist() == [4, 5, 6, 7, 11] and model.profile[1].tolist()[:2] == [9, 8]
+    assert model.profile_ts[0].tolist() == [4, 5, 6, 7, 9]
+
+
+def test_training_profiles_hold_only_items_strictly_before_the_example():
+    held = np.array([[7, 8, -1], [-1, -1, -1]])
+    held_ts = np.array([[1, 5, 0], [0, 0, 0]])
+    users, items = np.array([0, 0, 0, 1, 1]), np.array([1, 2, 3, 4, 5])
+    ts = np.array([3, 6, 6, 2, 4])
+    prof = text.profiles_before(users, items, ts, held, held_ts, recent=3)
+    as_sets = [set(r[r >= 0].tolist()) for r in prof]
+    assert as_sets == [
+        {7},  # ts 3: held item 8 (ts 5) is later, so it is not in the profile
+        {7, 8, 1},  # ts 6: every earlier item, not item 3 of the same second
+        {7, 8, 1},
+        set(),  # the user's first row sees an empty profile
+        {4},
+    ]
+
+
+def test_a_cold_user_is_ranked_by_the_item_biases(setup_m0):
+    _, m0 = setup_m0
+    model = copy.deepcopy(m0)
+    model.grow(model.n_users + 1, model.n_items)
+    cold = torch.tensor([model.n_users - 1])
+    with torch.no_grad():
+        scores = model.score_all(cold, model.n_items)[0]
+        index = model.item_index(model.n_items)
+    # u = 0: the same ranking for every cold user, by a_i + beta_i (the model's popularity prior)
+    assert torch.allclose(scores - scores[0], index[:, -1] - index[0, -1], atol=1e-5)
+
+
+def test_the_budget_cap_binds_only_fits_that_train_the_encoder(setup_m0):
+    windows, m0 = setup_m0
+    rows = base_train(windows)
+    common = {"n_items": windows.known(0)[1], "n_negatives": 2, "lr": 0.01, "batch_size": 256,
+              "seed": 0, "max_steps": 2, "val_fraction": 0.1, "patience": 1}  # fmt: skip
+    recipe = train.fit(copy.deepcopy(m0), rows, epochs=3, groups=list(PARAMS.pretrain_groups),
+                       **common)  # fmt: skip
+    assert recipe.stopped in ("early_stop", "max_epochs") and recipe.steps > 2
+    assert recipe.epochs >= 1 and recipe.first_loss > 0
+    encoder = train.fit(copy.deepcopy(m0), rows, epochs=3, groups=["layer.5", "head"], **common)
+    assert encoder.stopped == "max_steps" and encoder.steps == 2
 
 
 def test_lora_through_the_loop_counts_only_adapters_and_head(small_project, setup_m0):
@@ -168,3 +227,46 @@ def test_lora_through_the_loop_counts_only_adapters_and_head(small_project, setu
     assert result.summary["status"] == "ok"
     assert (rows["changed_params"] <= rows["trainable_params"]).all()
     assert (rows["trainable_params"] == rows["trainable_params"].iloc[0]).all()
+
+
+TRAIN_ONCE = """
+import hashlib, pathlib, sys
+from incbench import method
+from incbench.backbones import text
+from incbench.config import Protocol
+from incbench.protocol import Setup, base_train, make_context, pretrain_model
+from incbench.split import load_windows
+
+root = pathlib.Path(sys.argv[1])
+params = text.Params(max_tokens=12, dim=16, recent=5, pretrain_epochs=2, batch_size=512,
+                     max_steps=2)
+windows = load_windows(root / "data/windows/synthetic")
+m0, _ = pretrain_model(windows, text, params, Protocol(n_windows=3), seed=0)
+spec = method.get("fine_tune", root)  # every group, the encoder included
+setup = Setup(windows, spec, spec.params({}), Protocol(n_windows=3), "text", text, params, 0)
+m0.grow(*windows.known(1))
+ctx = make_context(setup, m0, 1, [base_train(windows)], {})
+model = spec.update(ctx, setup.mparams)
+digest = hashlib.sha256()
+for name, value in sorted(model.state_dict().items()):
+    digest.update(name.encode() + value.detach().contiguous().numpy().tobytes())
+print(digest.hexdigest(), ctx.results[-1].steps, ctx.results[-1].stopped)
+"""
+
+
+def test_encoder_training_is_bit_identical_across_processes(small_project):
+    """Same params and seed, two fresh processes: the same bytes after an encoder update."""
+    import subprocess
+    import sys
+
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", TRAIN_ONCE, str(small_project)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()  # fmt: skip
+        for _ in range(2)
+    ]
+    assert outs[0] == outs[1]
+    assert outs[0][1:] == ["2", "max_steps"]  # the encoder trained, under the cap

