@@ -147,6 +147,10 @@ def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[
                     rec["by_window"] = [
                         None if pd.isna(v) else float(v) for v in per_window["warm_user:ndcg@10"]
                     ]
+                    if "fit_stopped" in per_window:  # the compute cap: which updates it cut
+                        capped = per_window[per_window["fit_stopped"] == "max_steps"]
+                        rec["capped_windows"] = len(capped)
+                        rec["capped_steps"] = int(capped["fit_steps"].max()) if len(capped) else 0
             records.append(rec)
     return records
 
@@ -222,6 +226,11 @@ def table(
             busy = sum(r.get("contended_windows") or 0 for r in ok)
             if busy:
                 status += f" (contended: {busy} window(s) with others' CPU > 25%)"
+            capped = [r for r in ok if r.get("capped_windows")]
+            if capped:  # a compute cap bound: the row is not a converged fit, and says so
+                steps = max(r["capped_steps"] for r in capped)
+                windows = max(r["capped_windows"] for r in capped)
+                status += f"; capped: ≤{steps} steps/update, compute budget ({windows} windows)"
         else:
             first = recs[0]
             status = f"{first['status'].replace('_', ' ')}: {first['reason']}"

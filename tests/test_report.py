@@ -200,3 +200,16 @@ def test_degenerate_one_seed_identical_runs_and_a_missing_window(project):
     assert "failed: window 2" in md
     cont = pd.read_csv(project / "results/tables/continual-synthetic-mf.csv").set_index("method")
     assert cont.loc["clone", "gap_to_full_retrain_mean"] == 0
+
+
+def test_rows_cut_by_the_compute_cap_say_so_and_others_do_not():
+    from incbench.report import table
+
+    def rec(method, capped):
+        return {"method": method, "seed": 0, "version": "1", "status": "ok", "ndcg@10": 0.1,
+                "capped_windows": 5 if capped else 0, "capped_steps": 2 if capped else 0}  # fmt: skip
+
+    rows, csv = table([rec("fine_tune", True), rec("head_only", False)], [("ndcg@10", "N", 4)])
+    status = dict(zip(csv["method"], csv["status"]))
+    assert status["fine_tune"] == "ok; capped: ≤2 steps/update, compute budget (5 windows)"
+    assert status["head_only"] == "ok"
