@@ -16,7 +16,7 @@ import pytest
 
 from incbench import method
 from incbench.backbones import text
-from incbench.config import Protocol
+from incbench.config import Budget, Protocol
 from incbench.protocol import Setup, base_train, make_context, pretrain_model
 
 CASES = [("fine_tune", {}), ("head_only", {}), ("partial_unfreeze", {"k": 2})]
@@ -25,7 +25,7 @@ CASES = [("fine_tune", {}), ("head_only", {}), ("partial_unfreeze", {"k": 2})]
 @pytest.fixture(scope="module")
 def text_m0(ml100k):
     _, windows = ml100k
-    params = text.Params(pretrain_epochs=1, max_steps=2)
+    params = text.Params(pretrain_epochs=1)
     m0, _ = pretrain_model(windows, text, params, Protocol(), seed=0)
     m0.grow(*windows.known(1))
     return windows, params, m0
@@ -35,7 +35,7 @@ def test_caching_speedups(benchmark, ml100k, text_m0):
     root, _ = ml100k
     windows, params, m0 = text_m0
     steps = 1 if benchmark.disabled else 2
-    params = text.Params(pretrain_epochs=1, max_steps=steps)
+    params = text.Params(pretrain_epochs=1)
     seconds = {}
     for name, overrides in CASES:
         spec = method.get(name, root)
@@ -48,6 +48,7 @@ def test_caching_speedups(benchmark, ml100k, text_m0):
             text,
             params,
             0,
+            budget=Budget(max_steps=steps),
         )
         model = copy.deepcopy(m0)
         model.item_index(windows.known(1)[1])  # the index evaluation left in place

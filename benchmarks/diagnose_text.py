@@ -33,7 +33,7 @@ import torch
 from incbench import evaluate, references
 from incbench.backbones import mf, text
 from incbench.config import Protocol
-from incbench.protocol import observe, pretrain_model
+from incbench.protocol import pretrain_model
 from incbench.split import load_windows
 
 KEYS = ("auc", "gauc", "warm_user:ndcg@10", "cold_user:ndcg@10", "cold_item:ndcg@10")
@@ -63,7 +63,7 @@ def serve_frozen(model, windows) -> dict:
         values["cold_item_median_rank"] = cold_item_rank(model, windows, t)
         per_window.append(values)
         period = windows.periods[t]
-        observe(model, period[period["part"] == "train"])
+        model.observe(period[period["part"] == "train"])
     return {k: round(float(np.nanmean([w[k] for w in per_window])), 4) for k in per_window[0]}
 
 

@@ -1,6 +1,6 @@
 """Evidence from raw runs: paired significance against full_retrain and continual metrics.
 
-Inputs are the records `report.collect` builds (one per method and seed, with the run folder);
+Inputs are the records `collect.collect` builds (one per method and seed, with its per-user rows);
 outputs are long tables the report formats. See incbench/stats.py for the definitions.
 
 Significance (DESIGN.md §4, headline = warm users, windows 2..N; window 1 evaluates the shared
@@ -25,7 +25,6 @@ family across all their methods × metrics × windows; they appear in the signif
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,13 +44,11 @@ COLUMNS = ["family", "method", "metric", "window", "windows", "seeds", "n_users"
 Runs = dict[str, dict[Any, pd.DataFrame]]  # method -> seed -> warm per-user rows
 
 
-def _warm(folder: Path) -> pd.DataFrame:
+def _warm(rec: dict[str, Any]) -> pd.DataFrame:
     """Warm users' per-user rows of windows >= FIRST_TESTED (none if the run wrote none)."""
-    path = folder / "per_user.parquet"
-    cols = ["window", "user_idx", "cold_user", *TESTED]
-    if not path.exists():
-        return pd.DataFrame(columns=cols)
-    df = pd.read_parquet(path, columns=cols)
+    df = rec.get("per_user")
+    if df is None or not len(df):
+        return pd.DataFrame(columns=["window", "user_idx", "cold_user", *TESTED])
     return df[~df["cold_user"].astype(bool) & (df["window"] >= FIRST_TESTED)]
 
 
@@ -59,7 +56,7 @@ def _runs(records: list[dict[str, Any]], statuses: tuple[str, ...]) -> Runs:
     out: Runs = {}
     for rec in records:
         if rec["status"] in statuses:
-            out.setdefault(rec["method"], {})[rec["seed"]] = _warm(rec["folder"])
+            out.setdefault(rec["method"], {})[rec["seed"]] = _warm(rec)
     return out
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 
 from incbench import io, method, references, synthetic
 from incbench.config import ConfigError, from_mapping, load_params, protocol_from
+from incbench.progress import progress
 from incbench.split import Windows, split
 
 METRIC = "warm_user:ndcg@10"
@@ -85,7 +86,7 @@ def measure(backbone: str, root: Path) -> pd.DataFrame:
     specs = [method.get(name, root) for name in cal.methods]
     fixed = cal.method_params
     records = []
-    for shift in cal.shifts:
+    for shift in progress(cal.shifts, f"calibrate {backbone}: shifts"):
         windows, truth = stream(cal, protocol, shift)
         for ref in REFERENCES:
             table, _ = references.evaluate_reference(ref, windows, truth, protocol.seed)

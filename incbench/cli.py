@@ -47,14 +47,14 @@ def cmd_split(args) -> None:
 
 
 def cmd_pretrain(args) -> None:
-    from incbench.protocol import pretrain
+    from incbench.stages import pretrain
 
     out = pretrain(args.dataset, args.backbone, args.seed, _root())
     print(f"pretrained M0 -> {out}")
 
 
 def cmd_run(args) -> None:
-    from incbench.protocol import run
+    from incbench.stages import run
 
     out = run(args.dataset, args.backbone, args.method, args.seed, _root())
     summary = json.loads((out / "summary.json").read_text())

@@ -142,6 +142,30 @@ def protocol_from(params: dict[str, Any]) -> Protocol:
 
 
 @dataclasses.dataclass(frozen=True)
+class Budget:
+    """Compute budget of one backbone (params.yaml `budget.<backbone>`): how much of the grid
+    runs, not what a model is. Kept apart from the recipe so DVC reruns only what it touches:
+    `seeds` and `max_steps` affect pretrain, tune and run stages; `tuning_trials` only tune."""
+
+    seeds: tuple[int, ...] = ()  # the grid seeds this backbone runs (() = all of them)
+    tuning_trials: int | None = None  # trials per tuning study (None = tuning.trials)
+    max_steps: int = 0  # optimiser steps per capped fit (0 = no cap; see train.fit)
+
+    def __post_init__(self):
+        if self.max_steps < 0 or (self.tuning_trials is not None and self.tuning_trials < 0):
+            raise ConfigError("budget: max_steps and tuning_trials must be >= 0")
+
+
+def budget_from(params: dict[str, Any], backbone: str) -> Budget:
+    section = params.get("budget") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(
+            "budget must be a mapping: backbone name -> {seeds, tuning_trials, max_steps}"
+        )
+    return from_mapping(Budget, section.get(backbone), f"budget.{backbone}")
+
+
+@dataclasses.dataclass(frozen=True)
 class HardwareProfile:
     """Price and power of a machine, to turn measured seconds into estimated $ and kWh."""
 

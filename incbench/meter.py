@@ -155,3 +155,31 @@ class Meter:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         self.result = Measurement(wall, cpu, peak / 2**20, (peak - self._mem0) / 2**20, kind,
                                   min(others, 1.0), min(steal_share, 1.0), load)  # fmt: skip
+
+
+def snapshot(model) -> dict:
+    """A copy of the model's state before an update (for `delta`)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def update_delta(before: dict, model) -> tuple[int, int]:
+    """(parameters changed, bytes of a row-sparse delta a server would receive)."""
+    changed = nbytes = 0
+    after = model.state_dict()
+    plain = {k.replace(".base_layer", ""): v for k, v in before.items()}  # peft wraps layers
+    for name, new in after.items():
+        old = plain.get(name.replace(".base_layer", ""))
+        if old is None or old.shape != new.shape:
+            changed += new.numel()
+            nbytes += new.numel() * new.element_size()
+            continue
+        diff = (
+            (old != new.detach()).reshape(new.shape[0], -1)
+            if new.dim()
+            else (old != new).reshape(1, 1)
+        )
+        changed += int(diff.sum())
+        rows = int(diff.any(dim=1).sum())
+        row_bytes = (new.numel() // max(new.shape[0], 1) if new.dim() else 1) * new.element_size()
+        nbytes += rows * row_bytes + (rows * 8 if new.dim() > 1 else 0)  # + row indices
+    return changed, nbytes

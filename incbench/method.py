@@ -88,16 +88,13 @@ class UpdateContext:
     def fresh_model(self) -> nn.Module:
         """A newly initialised model of the current size (seeded by run seed and window)."""
         model = self.build(train.seed_for(self.seed, self.t, "fresh"))
-        adopt = getattr(model, "adopt_features", None)  # e.g. user profiles (data, not weights)
-        if adopt:
-            adopt(self.model)
+        model.adopt_features(self.model)  # e.g. user profiles (data, not weights)
         return model
 
     @property
     def recipe_groups(self) -> list[str] | None:
         """The groups the backbone's training recipe trains (None = all): full_retrain uses it."""
-        groups = getattr(self.backbone_params, "pretrain_groups", ())
-        return list(groups) or None
+        return list(self.backbone_params.pretrain_groups) or None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,7 @@ rewrites identical bytes.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -13,8 +14,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
-from incbench import io  # noqa: E402
+from incbench import io, stats  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "incbench", "figure.dpi": 110, "font.size": 9})
 
@@ -123,3 +125,55 @@ def tuning_history(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, stem)
+
+
+def make_plots(folder: Path, stem: str, records, dataset: str, backbone: str) -> list[Path]:
+    ok = [r for r in records if r["status"] == "ok"]
+    if not ok:
+        return []
+    methods = list(dict.fromkeys(r["method"] for r in ok))
+    curves, points, matrices = {}, {}, {}
+    for m in methods:
+        recs = [r for r in ok if r["method"] == m]
+        width = max(len(r["by_window"]) for r in recs)
+        curves[m] = np.array([[np.nan if v is None else v for v in r["by_window"]]
+                              + [np.nan] * (width - len(r["by_window"])) for r in recs])  # fmt: skip
+        q = stats.mean_std_ci([r.get("warm_user:ndcg@10") for r in recs])
+        points[m] = (
+            float(np.mean([r.get("update_wall_s") or 0.0 for r in recs])),
+            q["mean"],
+            q["std"],
+        )
+        mats = np.array(
+            [[[np.nan if v is None else v for v in row] for row in r["retention"]] for r in recs]
+        )
+        with warnings.catch_warnings():  # cells above the diagonal are NaN for every seed
+            warnings.simplefilter("ignore", RuntimeWarning)
+            matrices[m] = np.nanmean(mats, axis=0)
+    title = f"{dataset} / {backbone}"
+    return [
+        *by_window(curves, "next-window NDCG@10 (warm users)", f"{title}: warm-user NDCG@10 by window (band: seeds min-max)",
+                         folder / f"{stem}-ndcg_by_window"),
+        *quality_vs_cost(points, "NDCG@10 (warm users, windows 2..N)", f"{title}: quality vs update cost",
+                               folder / f"{stem}-quality_vs_cost"),
+        *tuning_history_plot(records, folder.parent / "tuning", stem, folder / f"{stem}-tuning_history", title),
+        *retention(matrices, f"{title}: retention matrix R[t][j] (NDCG@10, mean over seeds)",
+                         folder / f"{stem}-retention"),
+    ]  # fmt: skip
+
+
+def tuning_history_plot(
+    records, tuning_dir: Path, prefix: str, stem: Path, title: str
+) -> list[Path]:
+    """Best-so-far validation score by trial, one line per tuned method."""
+    histories = {}
+    for rec in records:
+        best = rec.get("tuning_record")
+        if rec["method"] in histories or not best or not best.get("tuned"):
+            continue
+        trials = pd.read_csv(tuning_dir / f"{prefix}-{rec['method']}" / "trials.csv")
+        done = trials[trials["state"] == "COMPLETE"]
+        histories[rec["method"]] = (done["number"].to_numpy(), done["value"].cummax().to_numpy())
+    if not histories:
+        return []
+    return tuning_history(histories, f"{title}: tuning (best-so-far validation NDCG@10)", stem)

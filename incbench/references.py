@@ -114,8 +114,8 @@ def run_reference(dataset: str, name: str, root: Path) -> Path:
     provenance.json), so every table shows it beside the methods."""
     from incbench import provenance, synthetic
     from incbench.config import load_params, protocol_from
-    from incbench.protocol import quality_summary
     from incbench.split import load_windows
+    from incbench.summary import quality_summary
 
     protocol = protocol_from(load_params(root))
     windows = load_windows(root / "data" / "windows" / dataset)

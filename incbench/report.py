@@ -18,29 +18,27 @@ gives identical bytes.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import math
-import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import yaml
-from tabulate import tabulate
 
-from incbench import analysis, calibration, io, plots, stats
+from incbench import analysis, calibration, io
+from incbench.collect import (
+    add_estimates,
+    collect,
+    grid_seeds,
+    load_json,
+    provenance,
+    reference_records,
+)
 from incbench.config import (
-    ConfigError,
-    HardwareProfile,
     hardware_profile_from,
     load_params,
     protocol_from,
 )
-from incbench.protocol import run_id
-
-Column = tuple[str, str, int]  # (record key, header, decimals)
+from incbench.plots import make_plots
+from incbench.tables import Column, latency_rows, quality_rows, table, write_table
 
 QUALITY: list[Column] = [  # headline: warm users, windows 2..N (summary["next_window"])
     ("warm_user:ndcg@10", "NDCG@10", 4),
@@ -86,239 +84,9 @@ LATENCY: list[Column] = [
 SERVING = [c for c in LATENCY if c[0].startswith("serve_")]
 
 
-def _load(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def reference_records(root: Path, params: dict, dataset: str) -> list[dict[str, Any]]:
-    """The reference rows (params.yaml `references`), one record each: the same for every
-    backbone of the dataset; `kind` tells them from methods."""
-    records = []
-    for name in params.get("references") or []:
-        folder = root / "results" / "runs" / f"{dataset}-reference-{name}-0"
-        summary = _load(folder / "summary.json")
-        rec = {"method": name, "seed": 0, "version": None, "status": "missing", "kind": "reference",
-               "reason": f"no result in {folder.relative_to(root)}: run dvc repro",
-               "folder": folder, "tuning": "–"}  # fmt: skip
-        if summary:
-            rec.update(version=summary["method_version"], status=summary["status"],
-                       reason=summary["reason"], **summary["next_window"])  # fmt: skip
-            rec["window_1"] = summary.get("window_1") or {}
-            rec["logloss"] = None  # counts and probabilities are not logits: no log-loss
-            per_window = pd.read_csv(folder / "windows.csv")
-            rec["by_window"] = [None if pd.isna(v) else float(v)
-                                for v in per_window["warm_user:ndcg@10"]]  # fmt: skip
-        records.append(rec)
-    return records
-
-
-def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[str, Any]]:
-    """One record per (method, seed) of the grid: status, quality and cost values."""
-    records = []
-    for method_name in params.get("methods") or {}:
-        for seed in params.get("seeds") or []:
-            folder = root / "results" / "runs" / run_id(dataset, backbone, method_name, seed)
-            summary, cost = _load(folder / "summary.json"), _load(folder / "cost.json")
-            rec = {"method": method_name, "seed": seed, "version": None, "status": "missing",
-                   "reason": f"no result in {folder.relative_to(root)}: run dvc repro",
-                   "kind": "method"}  # fmt: skip
-            rec["folder"] = folder
-            best = _load(
-                root / "results" / "tuning" / f"{dataset}-{backbone}-{method_name}" / "best.json"
-            )
-            rec["tuning_record"] = best
-            if summary and summary["status"] == "skipped":  # outside the backbone's seed budget
-                continue
-            if summary:
-                rec.update(version=summary["method_version"], status=summary["status"],
-                           reason=summary["reason"], **summary["next_window"])  # fmt: skip
-                rec["window_1"] = summary.get("window_1") or {}
-                rec["device"] = (cost or {}).get("device")
-                rec["serving_m0"] = (cost or {}).get("serving_m0") or {}
-                rec["device_name"] = (cost or {}).get("device_name")
-                rec["provenance"] = _load(folder / "provenance.json") or {}
-                if summary["status"] == "ok":
-                    rec.update({k: v for k, v in (cost or {}).items() if k not in rec})
-                    rec["retention"] = summary["retention"]["ndcg@10"]
-                    tuned = summary.get("tuning")
-                    rec["tuning"] = f"{tuned['trials']} trials" if tuned else "defaults"
-                    per_window = pd.read_csv(folder / "windows.csv")
-                    per_window = per_window[per_window["status"] == "ok"]
-                    rec["by_window"] = [
-                        None if pd.isna(v) else float(v) for v in per_window["warm_user:ndcg@10"]
-                    ]
-                    if "fit_stopped" in per_window:  # the compute cap: which updates it cut
-                        capped = per_window[per_window["fit_stopped"] == "max_steps"]
-                        rec["capped_windows"] = len(capped)
-                        rec["capped_steps"] = int(capped["fit_steps"].max()) if len(capped) else 0
-            records.append(rec)
-    return records
-
-
-def grid_seeds(params: dict, backbone: str) -> list[int]:
-    budget = ((params.get("backbones") or {}).get(backbone) or {}).get("seeds") or []
-    return [s for s in params.get("seeds") or [] if not budget or s in budget]
-
-
-def add_estimates(
-    records: list[dict[str, Any]], profile_name: str, profile: HardwareProfile
-) -> None:
-    """Derived columns: $ and kWh per update from measured seconds, cost relative to
-    full_retrain (ratio of mean update seconds, same dataset/backbone), delta in MB."""
-    for rec in records:
-        if (
-            rec["status"] == "ok"
-            and rec.get("device")
-            and rec["device"].split(":")[0] != profile.kind
-        ):
-            raise ConfigError(
-                f"{rec['method']} seed {rec['seed']} was measured on {rec['device']} but "
-                f"hardware_profile {profile_name!r} describes a {profile.kind} machine; set "
-                "hardware_profile in params.yaml to a profile of the hardware that ran the grid"
-            )
-
-    def robust(rec, key):  # the median over windows (older runs: the mean)
-        return rec.get(f"{key}_median", rec.get(key))
-
-    retrain = [r for r in records if r["method"] == "full_retrain" and r["status"] == "ok"]
-    base = float(np.mean([robust(r, "update_wall_s") for r in retrain])) if retrain else None
-    base_cpu = float(np.mean([robust(r, "update_cpu_s") for r in retrain])) if retrain else None
-    for rec in records:
-        seconds = rec.get("update_wall_s")
-        if rec["status"] != "ok" or seconds is None:
-            continue
-        rec["usd_per_update"] = profile.dollars(seconds)
-        rec["kwh_per_update"] = profile.kwh(seconds)
-        rec["cost_vs_full_retrain"] = robust(rec, "update_wall_s") / base if base else None
-        cpu = robust(rec, "update_cpu_s")
-        rec["cpu_vs_full_retrain"] = cpu / base_cpu if base_cpu and cpu is not None else None
-        if rec.get("other_cpu_share_max") is not None:
-            rec["busy_pct"] = 100 * rec["other_cpu_share_max"]
-        if rec.get("delta_bytes") is not None:
-            rec["delta_kb"] = rec["delta_bytes"] / 1024
-        if rec.get("serve_flops_per_request") is not None:
-            rec["serve_mflops_per_request"] = rec["serve_flops_per_request"] / 1e6
-
-
-def _fmt(values: list[float], decimals: int) -> tuple[str, float, float]:
-    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not vals:
-        return "–", float("nan"), float("nan")
-    mean = float(np.mean(vals))
-    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
-    text = f"{mean:,.{decimals}f}" + (f" ± {std:,.{decimals}f}" if len(vals) > 1 else "")
-    return text, mean, std
-
-
-def table(
-    records: list[dict[str, Any]],
-    columns: list[Column],
-    marks: dict[tuple[str, str], str] | None = None,
-) -> tuple[list[list[str]], pd.DataFrame]:
-    rows, csv_rows = [], []
-    for method_name in dict.fromkeys(r["method"] for r in records):
-        recs = [r for r in records if r["method"] == method_name]
-        ok = [r for r in recs if r["status"] == "ok"]
-        version = next((r["version"] for r in recs if r["version"]), "?")
-        label = f"{method_name} (v{version})"
-        if ok:
-            status = "ok" if len(ok) == len(recs) else f"ok on {len(ok)}/{len(recs)} seeds"
-            busy = sum(r.get("contended_windows") or 0 for r in ok)
-            if busy:
-                status += f" (contended: {busy} window(s) with others' CPU > 25%)"
-            capped = [r for r in ok if r.get("capped_windows")]
-            if capped:  # a compute cap bound: the row is not a converged fit, and says so
-                steps = max(r["capped_steps"] for r in capped)
-                windows = max(r["capped_windows"] for r in capped)
-                status += f"; capped: ≤{steps} steps/update, compute budget ({windows} windows)"
-        else:
-            first = recs[0]
-            status = f"{first['status'].replace('_', ' ')}: {first['reason']}"
-        row, csv_row = [label], {"method": method_name, "version": version, "seeds": len(ok)}
-        for key, _, decimals in columns:
-            if decimals is None:  # a text column: the same for every seed
-                text = next((str(r[key]) for r in ok if r.get(key) is not None), "–")
-                row.append(text)
-                csv_row[key] = text
-                continue
-            values = [r.get(key) for r in ok]
-            text, mean, std = _fmt(values, decimals)
-            mark = (marks or {}).get((method_name, key))
-            row.append(f"{text} {mark}" if mark and ok else text)
-            ci = stats.mean_std_ci([v for v in values if v is not None])
-            csv_row[f"{key}_mean"], csv_row[f"{key}_std"] = mean, std
-            csv_row[f"{key}_ci95_low"], csv_row[f"{key}_ci95_high"] = ci["ci_low"], ci["ci_high"]
-            if mark:
-                csv_row[f"{key}_vs_full_retrain"] = mark
-        row.append(status)
-        csv_row["status"] = status
-        rows.append(row)
-        csv_rows.append(csv_row)
-    return rows, pd.DataFrame(csv_rows)
-
-
-def quality_rows(
-    refs, records, columns: list[Column], marks
-) -> tuple[list[list[str]], pd.DataFrame]:
-    """Reference rows, the majority-class reference, M0 on window 1 (shared), then methods."""
-    ref_rows, ref_csv = table(refs, columns)
-    for row in ref_rows:
-        row[0] = row[0].replace(" (v", " (reference v")
-    ok = [r for r in records if r["status"] == "ok"]
-    majority = {"method": "majority class", "seed": 0, "version": "1", "status": "ok",
-                "accuracy": _mean_of(ok, "majority_accuracy"), "f1": _mean_of(ok, "majority_f1")}  # fmt: skip
-    maj_rows, maj_csv = table([majority], [c for c in columns if c[0] in ("accuracy", "f1")])
-    keys = [c[0] for c in columns if c[0] in ("accuracy", "f1")]
-    maj_row = ["majority class (reference)"] + [
-        maj_rows[0][1 + keys.index(c[0])] if c[0] in keys else "–" for c in columns
-    ] + ["reference: always the more frequent label of the window"]  # fmt: skip
-    first = next((m for m in dict.fromkeys(r["method"] for r in ok)), None)
-    m0 = [{**r["window_1"], "method": "M0 on window 1", "seed": r["seed"], "version": r["version"],
-           "status": "ok"} for r in ok if r["method"] == first and r.get("window_1")]  # fmt: skip
-    shared = [c for c in columns if c[0] not in ("update_wall_s", "cost_vs_full_retrain", "tuning")]
-    m0_rows, m0_csv = table(m0, shared) if m0 else ([], pd.DataFrame())
-    m0_out = []
-    for row in m0_rows:
-        cells = dict(zip([c[0] for c in shared], row[1:-1]))
-        m0_out.append(["M0 on window 1 (shared by every method)"]
-                      + [cells.get(c[0], "–") for c in columns] + ["ok"])  # fmt: skip
-    rows, csv = table(records, columns, marks)
-    m0_csv = m0_csv.assign(method="M0 on window 1") if len(m0_csv) else m0_csv
-    maj_csv = maj_csv.assign(method="majority class")
-    return (ref_rows + [maj_row] + m0_out + rows,
-            pd.concat([ref_csv, maj_csv, m0_csv, csv], ignore_index=True))  # fmt: skip
-
-
-def latency_rows(records, columns: list[Column]) -> tuple[list[list[str]], pd.DataFrame]:
-    """Serving latency is the backbone's (M0's, measured once per seed by the pretrain stage):
-    one row; per method only the index rebuild after an update, which does differ."""
-    ok = [r for r in records if r["status"] == "ok" and r.get("serving_m0")]
-    seen, m0 = set(), []
-    for r in ok:
-        if r["seed"] not in seen:
-            seen.add(r["seed"])
-            figures = dict(r["serving_m0"])
-            flops = figures.get("serve_flops_per_request")
-            figures["serve_mflops_per_request"] = flops / 1e6 if flops is not None else None
-            m0.append({**figures, "method": "M0 serving (backbone)", "seed": r["seed"],
-                       "version": "-", "status": "ok"})  # fmt: skip
-    m0_rows, m0_csv = table(m0, columns) if m0 else ([], pd.DataFrame())
-    for row in m0_rows:
-        row[0] = "serving, top-10 (backbone: M0, measured once)"
-    rebuild = [c for c in columns if not c[0].startswith("serve_")]
-    rows, csv = table(records, rebuild)
-    out = [[row[0]] + ["–"] * len(SERVING) + row[1:] for row in rows]
-    return m0_rows + out, pd.concat([m0_csv, csv], ignore_index=True)
-
-
-def _mean_of(records, key: str) -> float | None:
-    values = [r.get(key) for r in records if r.get(key) is not None]
-    return float(np.mean(values)) if values else None
-
-
 def caption(root: Path, params: dict, dataset: str, backbone: str, records, what: str) -> str:
     protocol = protocol_from(params)
-    manifest = _load(root / "data" / "windows" / dataset / "manifest.json") or {}
+    manifest = load_json(root / "data" / "windows" / dataset / "manifest.json") or {}
     split_hash = (manifest.get("sha256") or {}).get("window-0.parquet", "")[:12] or "unknown"
     devices = sorted({r["device_name"] for r in records if r.get("device_name")}) or ["unknown"]
     seeds = grid_seeds(params, backbone)
@@ -330,45 +98,6 @@ def caption(root: Path, params: dict, dataset: str, backbone: str, records, what
         f"{protocol.positive_threshold:g}, {protocol.n_negatives} negatives, full-catalogue "
         f"ranking. Split {split_hash}. Measured on {', '.join(devices)}."
     )
-
-
-def write_table(out: Path, stem: str, headers: list[str], rows, csv: pd.DataFrame, cap: str,
-                prov: list[str]) -> list[Path]:  # fmt: skip
-    md = (f"{cap} Provenance[^prov].\n\n"
-          + tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
-          + "\n\n[^prov]: " + "; ".join(prov) + "\n")  # fmt: skip
-    tex = latex(headers, rows, cap) + "".join(f"% {tex_escape_comment(line)}\n" for line in prov)
-    paths = [out / f"{stem}.md", out / f"{stem}.tex", out / f"{stem}.csv"]
-    io.write_text(paths[0], md)
-    io.write_text(paths[1], tex)
-    io.write_csv(paths[2], csv)
-    return paths
-
-
-def tex_escape_comment(text: str) -> str:
-    return text.replace("\n", " ")
-
-
-def latex(headers: list[str], rows: list[list[str]], cap: str) -> str:
-    """A booktabs table (needs \\usepackage{booktabs})."""
-    spec = "l" + "r" * (len(headers) - 2) + "l"
-    line = lambda cells: " & ".join(tex_escape(c) for c in cells) + r" \\"  # noqa: E731
-    body = [line(headers), r"\midrule", *(line(r) for r in rows)]
-    return "\n".join([
-        r"\begin{table}", r"\centering", r"\small", f"\\caption{{{tex_escape(cap)}}}",
-        f"\\begin{{tabular}}{{{spec}}}", r"\toprule", *body, r"\bottomrule", r"\end{tabular}",
-        r"\end{table}", "",
-    ])  # fmt: skip
-
-
-def tex_escape(text: str) -> str:
-    out = []
-    for ch in str(text):
-        out.append({"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
-                    "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                    "^": r"\textasciicircum{}", "±": r"$\pm$", "–": "--", "×": r"$\times$",
-                    "▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$"}.get(ch, ch))  # fmt: skip
-    return "".join(out).replace(">=", r"$\geq$")
 
 
 KINDS = {
@@ -419,43 +148,6 @@ def continual_columns(n_windows: int) -> list[Column]:
         ("gap_to_full_retrain", "Gap to full_retrain", 4),
     ]
     return cols + [(f"w{t}", f"NDCG@10 w{t}", 4) for t in range(1, n_windows + 1)]
-
-
-def provenance(root: Path, records: list[dict[str, Any]], dataset: str) -> list[str]:
-    """Footer lines: code, inputs, packages, device, data, method versions (from the runs)."""
-    provs = [r["provenance"] for r in records if r.get("provenance")]
-    commits = sorted({(p["git"]["commit"] or "unknown")[:12] + ("+dirty" if p["git"]["dirty"] else "")
-                      for p in provs})  # fmt: skip
-    packages = provs[0]["packages"] if provs else {}
-    devices = sorted({p["device_name"] for p in provs})
-    split = provs[0]["split_sha256"].get("window-0.parquet", "")[:12] if provs else "?"
-    source = (provs[0]["dataset"].get("source") or {}).get("served_by", "?") if provs else "?"
-    versions = ", ".join(
-        f"{m} v{v}"
-        for m, v in dict.fromkeys((r["method"], r["version"]) for r in records if r["version"])
-    )
-    return [
-        f"git {', '.join(commits) or 'unknown'}",
-        f"dvc.lock inputs {lock_digest(root, records)}",
-        "packages " + ", ".join(f"{k} {v}" for k, v in packages.items()),
-        f"device {', '.join(devices) or 'unknown'}",
-        f"dataset {dataset} (served by {source}), split {split}",
-        f"methods {versions}",
-    ]
-
-
-def lock_digest(root: Path, records: list[dict[str, Any]]) -> str:
-    """SHA-256 (12 hex) over the dvc.lock entries (deps, params) of the runs in a table."""
-    lock_path = root / "dvc.lock"
-    if not lock_path.exists():
-        return "none (no dvc.lock)"
-    stages = (yaml.safe_load(lock_path.read_text()) or {}).get("stages", {})
-    entries = {}
-    for rec in records:
-        name = f"run@{rec['folder'].name}"
-        if name in stages:
-            entries[name] = {k: stages[name].get(k) for k in ("deps", "params")}
-    return hashlib.sha256(io.dumps_json(entries).encode()).hexdigest()[:12]
 
 
 def report(root: Path) -> list[Path]:
@@ -572,60 +264,6 @@ def tuning_table(out, stem, root, params, dataset, backbone, records, prov) -> l
 
 def _short(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
-def make_plots(folder: Path, stem: str, records, dataset: str, backbone: str) -> list[Path]:
-    ok = [r for r in records if r["status"] == "ok"]
-    if not ok:
-        return []
-    methods = list(dict.fromkeys(r["method"] for r in ok))
-    curves, points, matrices = {}, {}, {}
-    for m in methods:
-        recs = [r for r in ok if r["method"] == m]
-        width = max(len(r["by_window"]) for r in recs)
-        curves[m] = np.array([[np.nan if v is None else v for v in r["by_window"]]
-                              + [np.nan] * (width - len(r["by_window"])) for r in recs])  # fmt: skip
-        q = stats.mean_std_ci([r.get("warm_user:ndcg@10") for r in recs])
-        points[m] = (
-            float(np.mean([r.get("update_wall_s") or 0.0 for r in recs])),
-            q["mean"],
-            q["std"],
-        )
-        mats = np.array(
-            [[[np.nan if v is None else v for v in row] for row in r["retention"]] for r in recs]
-        )
-        with warnings.catch_warnings():  # cells above the diagonal are NaN for every seed
-            warnings.simplefilter("ignore", RuntimeWarning)
-            matrices[m] = np.nanmean(mats, axis=0)
-    title = f"{dataset} / {backbone}"
-    return [
-        *plots.by_window(curves, "next-window NDCG@10 (warm users)", f"{title}: warm-user NDCG@10 by window (band: seeds min-max)",
-                         folder / f"{stem}-ndcg_by_window"),
-        *plots.quality_vs_cost(points, "NDCG@10 (warm users, windows 2..N)", f"{title}: quality vs update cost",
-                               folder / f"{stem}-quality_vs_cost"),
-        *tuning_history_plot(records, folder.parent / "tuning", stem, folder / f"{stem}-tuning_history", title),
-        *plots.retention(matrices, f"{title}: retention matrix R[t][j] (NDCG@10, mean over seeds)",
-                         folder / f"{stem}-retention"),
-    ]  # fmt: skip
-
-
-def tuning_history_plot(
-    records, tuning_dir: Path, prefix: str, stem: Path, title: str
-) -> list[Path]:
-    """Best-so-far validation score by trial, one line per tuned method."""
-    histories = {}
-    for rec in records:
-        best = rec.get("tuning_record")
-        if rec["method"] in histories or not best or not best.get("tuned"):
-            continue
-        trials = pd.read_csv(tuning_dir / f"{prefix}-{rec['method']}" / "trials.csv")
-        done = trials[trials["state"] == "COMPLETE"]
-        histories[rec["method"]] = (done["number"].to_numpy(), done["value"].cummax().to_numpy())
-    if not histories:
-        return []
-    return plots.tuning_history(
-        histories, f"{title}: tuning (best-so-far validation NDCG@10)", stem
-    )
 
 
 def results_readme(root: Path, params: dict, sections) -> Path:

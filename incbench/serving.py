@@ -11,9 +11,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pandas as pd
 import torch
 
 from incbench.meter import count_flops
+from incbench.train import seed_for
 
 
 def _sync(device: str) -> None:
@@ -57,3 +59,23 @@ def measure(model, users: np.ndarray, n_items: int, *, k: int = 10, n_requests: 
         "serve_users_per_s": float(reps * batch_users / elapsed),
         "serve_flops_per_request": float(count_flops(lambda: request(picks[:1]))),
     }
+
+
+def measure_serving(model, window: pd.DataFrame, n_items: int, device: str, seed: int, t: int):
+    """Latency of the model that serves window t, for requests from window t's users."""
+    users = np.unique(window["user_idx"].to_numpy())
+    return measure(model, users, n_items, device=device, seed=seed_for(seed, t, "serve"))
+
+
+def index_rebuild_ms(model, n_items: int, device: str) -> float:
+    """Milliseconds to recompute the serving index (the catalogue side) of `model`."""
+    import time
+
+    with torch.no_grad():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        model.item_index(n_items)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    return 1000 * (time.perf_counter() - t0)

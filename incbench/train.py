@@ -109,18 +109,16 @@ def fit(
     chosen = {id(p) for p in params}
     for p in model.parameters():
         p.requires_grad_(id(p) in chosen)
-    prepare = getattr(model, "prepare_training", None)  # e.g. cache a frozen encoder prefix
     rng = np.random.default_rng(seed)
     if "timestamp" in interactions:
         interactions = interactions.sort_values("timestamp", kind="stable")
     interactions = interactions.reset_index(drop=True)
-    capped = getattr(model, "capped_groups", None)  # a budget that binds only some groups
-    if max_steps and capped and not set(capped()) & set(groups or group_names(model)):
+    capped = model.capped_groups()  # a budget that binds only some groups (None: every fit)
+    if max_steps and capped is not None and not set(capped) & set(groups or group_names(model)):
         max_steps = 0
     n_val = int(round(val_fraction * len(interactions))) if patience and not max_steps else 0
     try:
-        if prepare:
-            prepare(interactions)  # row positions below are positions in this frame
+        model.prepare_training(interactions)  # row positions below are positions in this frame
         model.train()
         if n_val >= MIN_VALIDATION_ROWS and len(interactions) - n_val > 0:
             start = [p.detach().clone() for p in params]
@@ -136,7 +134,7 @@ def fit(
                 steps, examples = steps + s, examples + e
                 with torch.no_grad():
                     val = float(nn.functional.binary_cross_entropy_with_logits(
-                        _score(model, *tail[:2], tail[3]), tail[2]))  # fmt: skip
+                        model.score(*tail[:2], rows=tail[3]), tail[2]))  # fmt: skip
                 if val < best - 1e-6:
                     best, best_epoch = val, epoch
                 elif epoch - best_epoch >= patience:
@@ -165,19 +163,10 @@ def fit(
                 break
         return FitResult(steps, examples, loss, first, done, stopped)
     finally:
-        if hasattr(model, "finish_training"):
-            model.finish_training()
+        model.finish_training()
         model.eval()
         for p, flag in flags:
             p.requires_grad_(flag)
-
-
-def _score(model, users, items, rows):
-    """Training logits. A backbone with `prepare_training` also gets each example's position
-    in the fit's rows (time-correct per-example features, e.g. the text model's profiles)."""
-    if hasattr(model, "prepare_training"):
-        return model.score(users, items, rows=rows)
-    return model.score(users, items)
 
 
 class _Epochs:
@@ -209,15 +198,15 @@ class _Epochs:
         """One epoch; returns (mean BCE, steps, examples). Raises Diverged on NaN/inf."""
         items = self._items()
         order = torch.from_numpy(self.rng.permutation(len(self.users))).to(self.device)
-        penalty = getattr(model, "penalty", None)
         total, steps, examples = 0.0, 0, 0
         for lo in range(0, len(order), batch_size):
             idx = order[lo : lo + batch_size]
             u, i = self.users[idx], items[idx]
             loss = nn.functional.binary_cross_entropy_with_logits(
-                _score(model, u, i, self.rows[idx]), self.labels[idx]
+                model.score(u, i, rows=self.rows[idx]), self.labels[idx]
             )
-            full = loss + penalty(u, i) if penalty else loss
+            penalty = model.penalty(u, i)
+            full = loss if penalty is None else loss + penalty
             opt.zero_grad(set_to_none=True)
             full.backward()
             opt.step()
@@ -258,21 +247,19 @@ def update_flops(
         for p in model.parameters():
             p.requires_grad_(id(p) in chosen)
             p.grad = None
-        if hasattr(model, "prepare_training"):
-            model.prepare_training(probe.reset_index(drop=True), probe=True)
-        penalty = getattr(model, "penalty", None)
+        model.prepare_training(probe.reset_index(drop=True), probe=True)
 
         def step():
             rows = torch.arange(len(probe), device=device)
             loss = nn.functional.binary_cross_entropy_with_logits(
-                _score(model, users, items, rows), labels
+                model.score(users, items, rows=rows), labels
             )
-            (loss + penalty(users, items) if penalty else loss).backward()
+            penalty = model.penalty(users, items)
+            (loss if penalty is None else loss + penalty).backward()
 
         flops = count_flops(step)
     finally:
-        if hasattr(model, "finish_training"):
-            model.finish_training()
+        model.finish_training()
         for p, flag in flags:
             p.requires_grad_(flag)
             p.grad = grads[id(p)]
@@ -301,6 +288,4 @@ def load_model(folder: Path, device: str = "cpu") -> tuple[str, nn.Module]:
     params = from_mapping(module.Params, cfg["params"], f"{folder}/config.json params")
     model = module.build(params, cfg["n_users"], cfg["n_items"], seed=0, config=cfg)
     model.load_state_dict(load_file(str(folder / "model.safetensors"), device=device))
-    if "n_catalogue" in cfg:  # text: the catalogue visible to the model
-        model.n_items = cfg["n_items"]
     return cfg["backbone"], model.to(device).eval()

@@ -49,14 +49,13 @@ Every method is tuned the same way, and never sees windows 1..N:
   the file name carries a hash of everything that defines the study (method file, fixed
   params, protocol, backbone params, split, seeds, objective), so a changed setup starts anew.
 - Output `results/tuning/<dataset>-<backbone>-<method>/`: `best.json` (read by the run stages
-  through `tuned_params`), `trials.csv`, the journal.
+  through `paths.tuned_params`), `trials.csv`, the journal.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import statistics
 from pathlib import Path
@@ -65,8 +64,16 @@ from typing import Any
 import pandas as pd
 
 from incbench import io, method, train
-from incbench.config import ConfigError, Protocol, from_mapping, load_params, protocol_from
+from incbench.config import (
+    ConfigError,
+    Protocol,
+    budget_from,
+    from_mapping,
+    load_params,
+    protocol_from,
+)
 from incbench.data import Tables
+from incbench.paths import tuning_dir
 from incbench.split import Windows, load_windows, split
 
 OBJECTIVE = "next-window warm-user NDCG@10 of inner windows 2..n, mean over tuning seeds"
@@ -105,10 +112,6 @@ def tuning_from(params: dict[str, Any]) -> TuningConfig:
     return from_mapping(TuningConfig, params.get("tuning"), "tuning")
 
 
-def folder(root: Path, dataset: str, backbone: str, method_name: str) -> Path:
-    return root / "results" / "tuning" / f"{dataset}-{backbone}-{method_name}"
-
-
 def inner_windows(
     windows: Windows, protocol: Protocol, cfg: TuningConfig
 ) -> tuple[Windows, Protocol]:
@@ -127,9 +130,10 @@ def inner_windows(
 
 
 def study_key(
-    spec, fixed: dict, inner: Protocol, bparams, windows: Windows, cfg: TuningConfig
-) -> str:
-    ident = {
+    spec, fixed: dict, inner: Protocol, bparams, windows: Windows, cfg: TuningConfig,
+    max_steps: int = 0,
+) -> str:  # fmt: skip
+    ident = {"max_steps": max_steps,
         "method_file": io.sha256_file(spec.path), "fixed": fixed, "protocol": dataclasses.asdict(inner),
         "backbone": dataclasses.asdict(bparams), "split": windows.manifest.get("sha256", {}),
         "seeds": list(cfg.seeds), "objective": OBJECTIVE,
@@ -227,17 +231,17 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
     fixed = dict((params.get("methods") or {}).get(method_name) or {})
     defaults = spec.params(fixed)  # validates the fixed values before any work
     bmodule, bparams = backbone_params(params, backbone)
-    out = folder(root, dataset, backbone, method_name)
+    out = tuning_dir(root, dataset, backbone, method_name)
     space = getattr(spec.module, "search_space", None)
     record: dict[str, Any] = {"dataset": dataset, "backbone": backbone, "method": method_name,
                               "method_version": spec.version, "trials": 0, "fixed": fixed,
                               "params": dataclasses.asdict(defaults), "tuned": False,
                               "adopted": "defaults"}  # fmt: skip
-    budget = getattr(bparams, "tuning_trials", None)
-    if budget is not None:
-        cfg = dataclasses.replace(cfg, trials=budget)
+    budget = budget_from(params, backbone)
+    if budget.tuning_trials is not None:
+        cfg = dataclasses.replace(cfg, trials=budget.tuning_trials)
     if cfg.trials == 0 or space is None:
-        record["reason"] = ("no trials in the budget (tuning.trials / backbones.<name>.tuning_trials)"
+        record["reason"] = ("no trials in the budget (tuning.trials / budget.<backbone>.tuning_trials)"
                             if cfg.trials == 0 else "no search_space in the method file")  # fmt: skip
         _write(out, record, pd.DataFrame(), None)
         return out
@@ -246,7 +250,7 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
     concrete = resolve(defaults, bparams) if resolve else defaults  # trial 0's values
     windows = load_windows(root / "data" / "windows" / dataset)
     inner, inner_protocol = inner_windows(windows, protocol, cfg)
-    key = study_key(spec, fixed, inner_protocol, bparams, windows, cfg)
+    key = study_key(spec, fixed, inner_protocol, bparams, windows, cfg, budget.max_steps)
     trial_spec = dataclasses.replace(spec, module=SkipLastUpdate(spec.module, inner.n_windows))
     out.mkdir(parents=True, exist_ok=True)
     journal = out / f"study-{key}.journal"
@@ -292,9 +296,10 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
     def evaluate_setting(mparams, seed: int) -> tuple[float | None, str]:
         """(objective on one seed, why not): the inner protocol from that seed's inner M0."""
         if seed not in m0s:  # one inner M0 per seed, trained once per study
-            m0s[seed] = pretrain_model(inner, bmodule, bparams, inner_protocol, seed, device)[0]
+            m0s[seed] = pretrain_model(inner, bmodule, bparams, inner_protocol, seed, device,
+                                       budget)[0]  # fmt: skip
         setup = Setup(inner, trial_spec, mparams, inner_protocol, backbone, bmodule, bparams, seed,
-                      device, lean=True)  # fmt: skip
+                      device, lean=True, budget=budget)  # fmt: skip
         result = run_protocol(setup, m0s[seed])
         summary = result.summary
         if summary["status"] == "not_applicable":
@@ -406,13 +411,3 @@ def _write(out: Path, record: dict, trials: pd.DataFrame, journal: Path | None) 
             stale.unlink()
     io.write_csv(out / "trials.csv", trials)
     io.write_json(out / "best.json", record)
-
-
-def tuned_params(root: Path, dataset: str, backbone: str, method_name: str) -> dict | None:
-    """best.json's record when the study adopted a tuned setting (keys "params", "trials",
-    "best_value", …), else None: the runs then use the method's defaults and the fixed values."""
-    path = folder(root, dataset, backbone, method_name) / "best.json"
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    return record if record.get("tuned") else None

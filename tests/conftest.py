@@ -126,8 +126,8 @@ SMALL_PARAMS = {
 @pytest.fixture(scope="session")
 def small_project(tmp_path_factory):
     from incbench.fetch import fetch_named
-    from incbench.protocol import pretrain
     from incbench.split import split_named
+    from incbench.stages import pretrain
 
     root = make_project(tmp_path_factory.mktemp("small"), SMALL_PARAMS)
     fetch_named("synthetic", root)
@@ -136,17 +136,60 @@ def small_project(tmp_path_factory):
     return root
 
 
-def small_setup(root: Path, method_name: str, overrides: dict | None = None, seed: int = 0):
+TINY_TEXT: dict = {}  # root -> (params, budget, M0): a 2-layer random BERT, built once
+
+
+def tiny_text(root: Path):
+    """A tiny random BERT (2 layers, width 32; the real tokenizer) as a local model folder, and
+    an M0 of the text backbone on it: the text contract tests run in seconds."""
+    if root not in TINY_TEXT:
+        import torch
+        from transformers import AutoTokenizer, BertConfig, BertModel
+
+        from incbench.backbones import text
+        from incbench.config import Budget, load_params, protocol_from
+        from incbench.protocol import pretrain_model
+        from incbench.split import load_windows
+
+        folder = root / "tiny-bert"
+        if not folder.exists():
+            tokenizer = AutoTokenizer.from_pretrained(text.resolve_model_path(text.DEFAULT_MODEL))
+            config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32,
+                                num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                max_position_embeddings=64)  # fmt: skip
+            torch.manual_seed(0)
+            BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+        params = text.Params(model_name_or_path=str(folder), max_tokens=8, dim=8, recent=4,
+                             pretrain_epochs=2, batch_size=512)  # fmt: skip
+        windows = load_windows(root / "data" / "windows" / "synthetic")
+        protocol = protocol_from(load_params(root))
+        m0, _ = pretrain_model(windows, text, params, protocol, seed=0)
+        TINY_TEXT[root] = (params, Budget(max_steps=2), m0)
+    return TINY_TEXT[root]
+
+
+def small_setup(root: Path, method_name: str, overrides: dict | None = None, seed: int = 0,
+                backbone: str = "mf"):  # fmt: skip
     """(Setup, M0) for one method on the small project, as `incbench run` builds them."""
+    import copy
+
     from incbench import method, train
+    from incbench.backbones import text
     from incbench.config import load_params, protocol_from
-    from incbench.protocol import Setup, backbone_params, model_id
+    from incbench.paths import model_id
+    from incbench.protocol import Setup, backbone_params
     from incbench.split import load_windows
 
     params = load_params(root)
     spec = method.get(method_name, root)
-    bmodule, bparams = backbone_params(params, "mf")
     windows = load_windows(root / "data" / "windows" / "synthetic")
+    if backbone == "text":
+        bparams, budget, m0 = tiny_text(root)
+        setup = Setup(windows, spec, spec.params(overrides), protocol_from(params), "text", text,
+                      bparams, seed, budget=budget)  # fmt: skip
+        return setup, copy.deepcopy(m0)
+    bmodule, bparams = backbone_params(params, "mf")
     _, m0 = train.load_model(root / "models" / model_id("synthetic", "mf", 0))
     setup = Setup(windows, spec, spec.params(overrides), protocol_from(params), "mf", bmodule,
                   bparams, seed)  # fmt: skip

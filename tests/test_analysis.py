@@ -17,8 +17,9 @@ COLS = ["window", "user_idx", "cold_user", "ndcg@10", "recall@10"]
 def _record(tmp_path, method, seed, rows, status="ok"):
     folder = tmp_path / f"{method}-{seed}"
     folder.mkdir()
-    pd.DataFrame(rows, columns=COLS).to_parquet(folder / "per_user.parquet")
-    return {"method": method, "seed": seed, "status": status, "folder": folder}
+    frame = pd.DataFrame(rows, columns=COLS)
+    frame.to_parquet(folder / "per_user.parquet")
+    return {"method": method, "seed": seed, "status": status, "folder": folder, "per_user": frame}
 
 
 def _values(users, windows, rng):

@@ -11,13 +11,12 @@ import torch
 
 from incbench import method, train
 from incbench.backbones import text
-from incbench.config import ConfigError, Protocol
+from incbench.config import Budget, ConfigError, Protocol
 from incbench.protocol import Setup, base_train, make_context, pretrain_model
 from incbench.split import load_windows
 
-PARAMS = text.Params(
-    max_tokens=12, dim=16, recent=5, pretrain_epochs=1, batch_size=512, max_steps=2
-)
+PARAMS = text.Params(max_tokens=12, dim=16, recent=5, pretrain_epochs=1, batch_size=512)
+CAP = Budget(max_steps=2)  # encoder fits stop after 2 steps, as on the CPU budget
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +28,8 @@ def setup_m0(small_project):
 
 def _update(root, windows, m0, name, overrides=None):
     spec = method.get(name, root)
-    setup = Setup(
-        windows, spec, spec.params(overrides), Protocol(n_windows=3), "text", text, PARAMS, 0
-    )
+    setup = Setup(windows, spec, spec.params(overrides), Protocol(n_windows=3), "text", text,
+                  PARAMS, 0, budget=CAP)  # fmt: skip
     model = copy.deepcopy(m0)
     model.grow(*windows.known(1))
     ctx = make_context(setup, model, 1, [base_train(windows)], {})
@@ -219,9 +217,8 @@ def test_lora_through_the_loop_counts_only_adapters_and_head(small_project, setu
 
     windows, m0 = setup_m0
     spec = method.get("lora", small_project)
-    setup = Setup(
-        windows, spec, spec.params({"rank": 4}), Protocol(n_windows=3), "text", text, PARAMS, 0
-    )
+    setup = Setup(windows, spec, spec.params({"rank": 4}), Protocol(n_windows=3), "text", text,
+                  PARAMS, 0, budget=CAP)  # fmt: skip
     result = run_protocol(setup, m0)
     rows = result.windows
     assert result.summary["status"] == "ok"
@@ -233,17 +230,17 @@ TRAIN_ONCE = """
 import hashlib, pathlib, sys
 from incbench import method
 from incbench.backbones import text
-from incbench.config import Protocol
+from incbench.config import Budget, Protocol
 from incbench.protocol import Setup, base_train, make_context, pretrain_model
 from incbench.split import load_windows
 
 root = pathlib.Path(sys.argv[1])
-params = text.Params(max_tokens=12, dim=16, recent=5, pretrain_epochs=2, batch_size=512,
-                     max_steps=2)
+params = text.Params(max_tokens=12, dim=16, recent=5, pretrain_epochs=2, batch_size=512)
 windows = load_windows(root / "data/windows/synthetic")
 m0, _ = pretrain_model(windows, text, params, Protocol(n_windows=3), seed=0)
 spec = method.get("fine_tune", root)  # every group, the encoder included
-setup = Setup(windows, spec, spec.params({}), Protocol(n_windows=3), "text", text, params, 0)
+setup = Setup(windows, spec, spec.params({}), Protocol(n_windows=3), "text", text, params, 0,
+              budget=Budget(max_steps=2))
 m0.grow(*windows.known(1))
 ctx = make_context(setup, m0, 1, [base_train(windows)], {})
 model = spec.update(ctx, setup.mparams)

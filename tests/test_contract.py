@@ -16,6 +16,8 @@ from incbench.protocol import make_context, run_protocol
 from tests.conftest import REPO, small_setup
 
 METHODS = registry.names("methods", REPO)
+BACKBONES = ["mf", "text"]  # text: a tiny random BERT (tests/conftest.py), 2 encoder steps
+GRID = [(b, m) for b in BACKBONES for m in METHODS]
 
 
 def test_registry_finds_the_required_methods():
@@ -38,9 +40,9 @@ def test_file_contract(name):
     assert dataclasses.is_dataclass(spec.params(None))
 
 
-@pytest.mark.parametrize("name", METHODS)
-def test_runs_the_loop_and_keeps_its_invariants(small_project, name):
-    setup, m0 = small_setup(small_project, name)
+@pytest.mark.parametrize("backbone,name", GRID)
+def test_runs_the_loop_and_keeps_its_invariants(small_project, backbone, name):
+    setup, m0 = small_setup(small_project, name, backbone=backbone)
     m0_state = copy.deepcopy(m0.state_dict())
     result = run_protocol(setup, m0)
     summary = result.summary
@@ -61,34 +63,37 @@ def test_runs_the_loop_and_keeps_its_invariants(small_project, name):
     assert (result.windows["changed_params"] <= result.windows["trainable_params"]).all()
 
 
-@pytest.mark.parametrize("name", METHODS)
-def test_same_seed_same_summary(small_project, name):
-    a = run_protocol(*small_setup(small_project, name)).summary
-    b = run_protocol(*small_setup(small_project, name)).summary
+@pytest.mark.parametrize("backbone,name", GRID)
+def test_same_seed_same_summary(small_project, backbone, name):
+    a = run_protocol(*small_setup(small_project, name, backbone=backbone)).summary
+    b = run_protocol(*small_setup(small_project, name, backbone=backbone)).summary
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-@pytest.mark.parametrize("name", METHODS)
-def test_only_trained_groups_change(small_project, name):
-    setup, m0 = small_setup(small_project, name)
+@pytest.mark.parametrize("backbone,name", GRID)
+def test_only_trained_groups_change(small_project, backbone, name):
+    setup, m0 = small_setup(small_project, name, backbone=backbone)
     model = copy.deepcopy(m0)
     model.grow(*setup.known(1))
     ctx = make_context(setup, model, 1, [setup.windows.periods[0]], {})
     if setup.spec.not_applicable(ctx):
-        pytest.skip("not applicable on mf")
+        pytest.skip(f"not applicable on {backbone}")
     before = {g: [p.detach().clone() for p in ps] for g, ps in model.groups()}
     out = setup.spec.update(ctx, setup.mparams)
     if out is not model:  # a fresh model (full_retrain): nothing to compare group-wise
         return
     for group, params in model.groups():
+        if group not in before:  # created by the update (lora's adapters): trained by it
+            assert group in ctx.trained, f"{name} added group {group!r} without training it"
+            continue
         same = all(torch.equal(a, b) for a, b in zip(before[group], params))
         if group not in ctx.trained:
             assert same, f"{name} changed group {group!r} it did not train"
 
 
-@pytest.mark.parametrize("name", METHODS)
-def test_update_is_finite(small_project, name):
-    setup, m0 = small_setup(small_project, name)
+@pytest.mark.parametrize("backbone,name", GRID)
+def test_update_is_finite(small_project, backbone, name):
+    setup, m0 = small_setup(small_project, name, backbone=backbone)
     result = run_protocol(setup, m0)
     if result.summary["status"] == "ok":
         assert all(math.isfinite(v) for v in result.windows["ndcg@10"])

@@ -82,3 +82,13 @@ def test_classification_hand_computed_and_against_sklearn():
 def test_classification_single_class_auc_is_nan():
     m = classification(np.array([True, True]), np.array([1.0, -1.0]))
     assert math.isnan(m["auc"]) and m["recall"] == 0.5
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_roc_auc_matches_scikit_learn_with_ties(seed):
+    from incbench.metrics import roc_auc
+
+    rng = np.random.default_rng(seed)
+    labels = rng.random(300) < 0.4
+    scores = np.round(rng.normal(size=300) + labels, 1)  # rounding makes many ties
+    assert roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from incbench.protocol import run
-from incbench.report import report, tex_escape
+from incbench.report import report
+from incbench.stages import run
+from incbench.tables import tex_escape
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def test_tables_in_three_formats_and_rerun_is_byte_identical(project):
 
 
 def test_mean_and_std_over_seeds(project):
-    from incbench.report import _fmt
+    from incbench.tables import fmt as _fmt
 
     text, mean, std = _fmt([0.1, 0.2, 0.3], 4)
     assert text == "0.2000 ± 0.1000" and mean == pytest.approx(0.2) and std == pytest.approx(0.1)
@@ -134,7 +135,7 @@ def _grid(project, methods, seeds=(0,)):
 
 
 def test_evidence_outputs_and_byte_identical_rerun(project):
-    from incbench.protocol import pretrain
+    from incbench.stages import pretrain
 
     pretrain("synthetic", "mf", 1, project)
     _grid(project, ["full_retrain", "fine_tune", "frozen"], seeds=(0, 1))
@@ -203,7 +204,7 @@ def test_degenerate_one_seed_identical_runs_and_a_missing_window(project):
 
 
 def test_rows_cut_by_the_compute_cap_say_so_and_others_do_not():
-    from incbench.report import table
+    from incbench.tables import table
 
     def rec(method, capped):
         return {"method": method, "seed": 0, "version": "1", "status": "ok", "ndcg@10": 0.1,

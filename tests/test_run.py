@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from incbench.config import ConfigError
-from incbench.protocol import run
+from incbench.stages import run
 
 NOT_APPLICABLE = '''"""Needs something mf does not have."""
 from dataclasses import dataclass
@@ -71,7 +71,7 @@ def test_outputs_and_bit_identical_summary(project):
 
 
 def test_other_seed_other_numbers(project):
-    from incbench.protocol import pretrain
+    from incbench.stages import pretrain
 
     pretrain("synthetic", "mf", 1, project)
     a = json.loads((run("synthetic", "mf", "fine_tune", 0, project) / "summary.json").read_text())

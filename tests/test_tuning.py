@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from incbench import tuning
+from incbench import paths, tuning
 from incbench.config import ConfigError, load_params, protocol_from
-from incbench.protocol import run
 from incbench.split import load_windows
+from incbench.stages import run
 
 
 def _project(small_project, tmp_path, name="p", methods=None, **cfg):
@@ -116,7 +116,7 @@ def test_interrupted_study_resumes(small_project, tmp_path, monkeypatch):
     monkeypatch.setattr(protocol, "run_protocol", flaky)
     with pytest.raises(KeyboardInterrupt):
         tuning.tune("synthetic", "mf", "fine_tune", root)
-    out = tuning.folder(root, "synthetic", "mf", "fine_tune")
+    out = paths.tuning_dir(root, "synthetic", "mf", "fine_tune")
     assert not (out / "best.json").exists()
     assert len(list(out.glob("study-*.journal"))) == 1
     monkeypatch.setattr(protocol, "run_protocol", real)
@@ -198,7 +198,7 @@ def test_setting_within_seed_noise_is_not_adopted(small_project, tmp_path, fake)
     assert record["params"] == {"lr": 0.003, "epochs": 3}  # what the runs use: the defaults
     assert record["adopted_value"] == record["defaults_value"] == pytest.approx(0.305)
     assert record["reason"].startswith("within seed noise")
-    assert tuning.tuned_params(root, "synthetic", "mf", "fine_tune") is None
+    assert paths.tuned_params(root, "synthetic", "mf", "fine_tune") is None
     assert len(fake["calls"]) == 12 and {s for _, s in fake["calls"]} == {0, 1}
 
 
@@ -217,7 +217,7 @@ def test_clear_win_is_adopted_and_runs_use_it(small_project, tmp_path, fake):
     assert record["params"] == {"lr": pytest.approx(winner["lr"]), "epochs": winner["epochs"]}
     assert record["params"] == record["challenger_params"]
     assert record["margin"] > record["spread"]
-    tuned = tuning.tuned_params(root, "synthetic", "mf", "fine_tune")
+    tuned = paths.tuned_params(root, "synthetic", "mf", "fine_tune")
     assert tuned["params"] == record["params"] and tuned["trials"] == 4
     assert tuned["best_value"] == record["best_value"] == pytest.approx(winner["value"])
 
@@ -233,12 +233,12 @@ def test_a_win_that_fails_on_a_fresh_seed_is_not_adopted(small_project, tmp_path
     assert record["margin"] > record["spread"]  # the bar alone would have adopted it
     assert record["adopted"] == "defaults" and record["reason"].startswith("not confirmed")
     assert record["confirm_gains"] == [pytest.approx(0.01), pytest.approx(-0.01)]
-    assert tuning.tuned_params(root, "synthetic", "mf", "fine_tune") is None
+    assert paths.tuned_params(root, "synthetic", "mf", "fine_tune") is None
 
 
 def test_runs_use_the_adopted_params_or_the_defaults(small_project, tmp_path, monkeypatch):
     root = _project(small_project, tmp_path, trials=2, methods={"fine_tune": {"epochs": 1}})
-    out = tuning.folder(root, "synthetic", "mf", "fine_tune")
+    out = paths.tuning_dir(root, "synthetic", "mf", "fine_tune")
     out.mkdir(parents=True)
     adopted = {"tuned": True, "adopted": "tuned", "params": {"lr": 0.01, "epochs": 2},
                "trials": 2, "best_value": 0.5}  # fmt: skip
@@ -349,7 +349,7 @@ def test_interrupted_defaults_trial_is_queued_again_as_the_defaults(small_projec
     with pytest.raises(KeyboardInterrupt):
         tuning.tune("synthetic", "mf", "fine_tune", root)
     record = _best(tuning.tune("synthetic", "mf", "fine_tune", root))
-    trials = pd.read_csv(tuning.folder(root, "synthetic", "mf", "fine_tune") / "trials.csv")
+    trials = pd.read_csv(paths.tuning_dir(root, "synthetic", "mf", "fine_tune") / "trials.csv")
     assert list(trials["state"]) == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
     assert list(trials["defaults"]) == [True, True, False, False]
     assert trials.loc[1, ["lr", "epochs"]].to_dict() == {"lr": 0.003, "epochs": 3}

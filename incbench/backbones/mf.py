@@ -28,37 +28,23 @@ import dataclasses
 import torch
 from torch import nn
 
+from incbench.backbones.base import Backbone, Recipe
 from incbench.config import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
-class Params:
+class Params(Recipe):  # the recipe's fields (pretrain_epochs, lr, …) come from base.Recipe
     dim: int = 32
     init_std: float = 0.1
     l2: float = 0.01  # per-batch L2 on the factor and bias rows a batch touches
-    # training recipe shared by pretraining and full_retrain
-    pretrain_groups: tuple[str, ...] = ()  # groups trained by the recipe; () = every group
-    pretrain_epochs: int = 40  # at most; early stopping (val_fraction, patience) decides
-    lr: float = 0.01
-    batch_size: int = 4096
-    weight_decay: float = 0.0
-    val_fraction: float = 0.1  # time-ordered validation tail of every fit (0 = no early stop)
-    patience: int = 2  # epochs without a better validation loss before stopping
-    max_steps: int = 0  # optimiser steps per fit call at most (0 = no cap)
-    # budget: which of the grid's seeds this backbone runs (() = all), tuning trials (None = tuning.trials)
-    seeds: tuple[int, ...] = ()
-    tuning_trials: int | None = None
 
     def __post_init__(self):
         if self.dim < 1 or self.init_std <= 0 or self.l2 < 0:
             raise ConfigError("backbones.mf: dim >= 1, init_std > 0 and l2 >= 0 are required")
-        if self.pretrain_epochs < 1 or self.lr <= 0 or self.batch_size < 1:
-            raise ConfigError("backbones.mf: pretrain_epochs, lr and batch_size must be > 0")
-        if not 0 <= self.val_fraction < 1 or self.patience < 0:
-            raise ConfigError("backbones.mf: val_fraction must be in [0, 1) and patience >= 0")
+        self.check_recipe("mf")
 
 
-class MF(nn.Module):
+class MF(Backbone):
     def __init__(self, n_users: int, n_items: int, params: Params):
         super().__init__()
         self.params = params
@@ -95,7 +81,7 @@ class MF(nn.Module):
         self.user_bias = _grown(self.user_bias, n_users)
         self.item_bias = _grown(self.item_bias, n_items)
 
-    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, items: torch.Tensor, rows=None) -> torch.Tensor:
         dot = self.head(self.user_emb(users) * self.item_emb(items)).squeeze(-1)
         return dot + self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1)
 

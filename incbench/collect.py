@@ -1,0 +1,170 @@
+"""Run records for the report: one per (method, seed) of the grid and one per reference row,
+built once from the run folders (summary, cost, provenance, per-user rows read here and
+nowhere else), then derived columns ($, kWh, ratios to full_retrain) added in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from incbench import io
+from incbench.config import ConfigError, HardwareProfile, budget_from
+from incbench.paths import run_dir, tuning_dir
+
+
+def load_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def reference_records(root: Path, params: dict, dataset: str) -> list[dict[str, Any]]:
+    """The reference rows (params.yaml `references`), one record each: the same for every
+    backbone of the dataset; `kind` tells them from methods."""
+    records = []
+    for name in params.get("references") or []:
+        folder = root / "results" / "runs" / f"{dataset}-reference-{name}-0"
+        summary = load_json(folder / "summary.json")
+        rec = {"method": name, "seed": 0, "version": None, "status": "missing", "kind": "reference",
+               "reason": f"no result in {folder.relative_to(root)}: run dvc repro",
+               "folder": folder, "tuning": "–"}  # fmt: skip
+        if summary:
+            rec.update(version=summary["method_version"], status=summary["status"],
+                       reason=summary["reason"], **summary["next_window"])  # fmt: skip
+            rec["window_1"] = summary.get("window_1") or {}
+            rec["logloss"] = None  # counts and probabilities are not logits: no log-loss
+            per_window = pd.read_csv(folder / "windows.csv")
+            rec["by_window"] = [None if pd.isna(v) else float(v)
+                                for v in per_window["warm_user:ndcg@10"]]  # fmt: skip
+        records.append(rec)
+    return records
+
+
+def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[str, Any]]:
+    """One record per (method, seed) of the grid: status, quality and cost values."""
+    records = []
+    for method_name in params.get("methods") or {}:
+        for seed in params.get("seeds") or []:
+            folder = run_dir(root, dataset, backbone, method_name, seed)
+            summary, cost = load_json(folder / "summary.json"), load_json(folder / "cost.json")
+            rec = {"method": method_name, "seed": seed, "version": None, "status": "missing",
+                   "reason": f"no result in {folder.relative_to(root)}: run dvc repro",
+                   "kind": "method"}  # fmt: skip
+            rec["folder"] = folder
+            best = load_json(tuning_dir(root, dataset, backbone, method_name) / "best.json")
+            rec["tuning_record"] = best
+            if summary and summary["status"] == "skipped":  # outside the backbone's seed budget
+                continue
+            if summary:
+                rec.update(version=summary["method_version"], status=summary["status"],
+                           reason=summary["reason"], **summary["next_window"])  # fmt: skip
+                rec["window_1"] = summary.get("window_1") or {}
+                rec["device"] = (cost or {}).get("device")
+                rec["serving_m0"] = (cost or {}).get("serving_m0") or {}
+                rec["device_name"] = (cost or {}).get("device_name")
+                rec["provenance"] = load_json(folder / "provenance.json") or {}
+                users = folder / "per_user.parquet"  # read here once; analysis uses the record
+                rec["per_user"] = pd.read_parquet(users) if users.exists() else None
+                if summary["status"] == "ok":
+                    rec.update({k: v for k, v in (cost or {}).items() if k not in rec})
+                    rec["retention"] = summary["retention"]["ndcg@10"]
+                    tuned = summary.get("tuning")
+                    rec["tuning"] = f"{tuned['trials']} trials" if tuned else "defaults"
+                    per_window = pd.read_csv(folder / "windows.csv")
+                    per_window = per_window[per_window["status"] == "ok"]
+                    rec["by_window"] = [
+                        None if pd.isna(v) else float(v) for v in per_window["warm_user:ndcg@10"]
+                    ]
+                    if "fit_stopped" in per_window:  # the compute cap: which updates it cut
+                        capped = per_window[per_window["fit_stopped"] == "max_steps"]
+                        rec["capped_windows"] = len(capped)
+                        rec["capped_steps"] = int(capped["fit_steps"].max()) if len(capped) else 0
+            records.append(rec)
+    return records
+
+
+def grid_seeds(params: dict, backbone: str) -> list[int]:
+    budget = budget_from(params, backbone).seeds
+    return [s for s in params.get("seeds") or [] if not budget or s in budget]
+
+
+def add_estimates(
+    records: list[dict[str, Any]], profile_name: str, profile: HardwareProfile
+) -> None:
+    """Derived columns: $ and kWh per update from measured seconds, cost relative to
+    full_retrain (ratio of mean update seconds, same dataset/backbone), delta in MB."""
+    for rec in records:
+        if (
+            rec["status"] == "ok"
+            and rec.get("device")
+            and rec["device"].split(":")[0] != profile.kind
+        ):
+            raise ConfigError(
+                f"{rec['method']} seed {rec['seed']} was measured on {rec['device']} but "
+                f"hardware_profile {profile_name!r} describes a {profile.kind} machine; set "
+                "hardware_profile in params.yaml to a profile of the hardware that ran the grid"
+            )
+
+    def robust(rec, key):  # the median over windows (older runs: the mean)
+        return rec.get(f"{key}_median", rec.get(key))
+
+    retrain = [r for r in records if r["method"] == "full_retrain" and r["status"] == "ok"]
+    base = float(np.mean([robust(r, "update_wall_s") for r in retrain])) if retrain else None
+    base_cpu = float(np.mean([robust(r, "update_cpu_s") for r in retrain])) if retrain else None
+    for rec in records:
+        seconds = rec.get("update_wall_s")
+        if rec["status"] != "ok" or seconds is None:
+            continue
+        rec["usd_per_update"] = profile.dollars(seconds)
+        rec["kwh_per_update"] = profile.kwh(seconds)
+        rec["cost_vs_full_retrain"] = robust(rec, "update_wall_s") / base if base else None
+        cpu = robust(rec, "update_cpu_s")
+        rec["cpu_vs_full_retrain"] = cpu / base_cpu if base_cpu and cpu is not None else None
+        if rec.get("other_cpu_share_max") is not None:
+            rec["busy_pct"] = 100 * rec["other_cpu_share_max"]
+        if rec.get("delta_bytes") is not None:
+            rec["delta_kb"] = rec["delta_bytes"] / 1024
+        if rec.get("serve_flops_per_request") is not None:
+            rec["serve_mflops_per_request"] = rec["serve_flops_per_request"] / 1e6
+
+
+def provenance(root: Path, records: list[dict[str, Any]], dataset: str) -> list[str]:
+    """Footer lines: code, inputs, packages, device, data, method versions (from the runs)."""
+    provs = [r["provenance"] for r in records if r.get("provenance")]
+    commits = sorted({(p["git"]["commit"] or "unknown")[:12] + ("+dirty" if p["git"]["dirty"] else "")
+                      for p in provs})  # fmt: skip
+    packages = provs[0]["packages"] if provs else {}
+    devices = sorted({p["device_name"] for p in provs})
+    split = provs[0]["split_sha256"].get("window-0.parquet", "")[:12] if provs else "?"
+    source = (provs[0]["dataset"].get("source") or {}).get("served_by", "?") if provs else "?"
+    versions = ", ".join(
+        f"{m} v{v}"
+        for m, v in dict.fromkeys((r["method"], r["version"]) for r in records if r["version"])
+    )
+    return [
+        f"git {', '.join(commits) or 'unknown'}",
+        f"dvc.lock inputs {lock_digest(root, records)}",
+        "packages " + ", ".join(f"{k} {v}" for k, v in packages.items()),
+        f"device {', '.join(devices) or 'unknown'}",
+        f"dataset {dataset} (served by {source}), split {split}",
+        f"methods {versions}",
+    ]
+
+
+def lock_digest(root: Path, records: list[dict[str, Any]]) -> str:
+    """SHA-256 (12 hex) over the dvc.lock entries (deps, params) of the runs in a table."""
+    lock_path = root / "dvc.lock"
+    if not lock_path.exists():
+        return "none (no dvc.lock)"
+    stages = (yaml.safe_load(lock_path.read_text()) or {}).get("stages", {})
+    entries = {}
+    for rec in records:
+        name = f"run@{rec['folder'].name}"
+        if name in stages:
+            entries[name] = {k: stages[name].get(k) for k in ("deps", "params")}
+    return hashlib.sha256(io.dumps_json(entries).encode()).hexdigest()[:12]
