@@ -112,8 +112,9 @@ def cmd_methods(args) -> None:
 
     from incbench.method import all_methods
 
-    rows = [[m.name, m.version, m.description] for m in all_methods()]
-    print(tabulate(rows, headers=["method", "version", "description"]))
+    rows = [[m.name, m.version, ", ".join(m.tunable()) or "– (runs its defaults)",
+             m.applicability(), m.description] for m in all_methods()]  # fmt: skip
+    print(tabulate(rows, headers=["method", "version", "tuned over", "applies to", "description"]))
 
 
 def cmd_new_method(args) -> None:

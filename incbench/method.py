@@ -14,6 +14,7 @@ seeding, evaluation and timing, so a method only decides *what* to train *on whi
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 from collections.abc import Callable
@@ -23,9 +24,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
-from incbench import registry, train
+from incbench import IncbenchError, registry, train
 from incbench.config import ConfigError, from_mapping
 
 
@@ -47,10 +49,14 @@ class UpdateContext:
     build: Callable[[int], nn.Module]  # seed -> freshly initialised model of the current size
     fit_defaults: dict[str, Any]
     device: str = "cpu"
+    m0: nn.Module | None = None  # the pretrained model (read-only: never train or modify it)
+    periods: tuple[pd.DataFrame, ...] = ()  # train parts of periods 0..t-1 (history, split)
     trained: set[str] = dataclasses.field(default_factory=set)
-    fits: list[tuple[nn.Module, tuple[str, ...], int]] = dataclasses.field(default_factory=list)
+    # (model, groups, examples, extra_loss) of every training pass, for the FLOP count
+    fits: list[list] = dataclasses.field(default_factory=list)
     results: list[train.FitResult] = dataclasses.field(default_factory=list)  # one per fit
     _calls: int = 0
+    _previous: nn.Module | None = None
 
     @property
     def groups(self) -> list[str]:
@@ -65,8 +71,10 @@ class UpdateContext:
         lr: float,
         epochs: int,
         groups: list[str] | None = None,
+        extra_loss: train.ExtraLoss | None = None,
     ) -> train.FitResult:
-        """Train `model` in place on `interactions` with the protocol's training signal."""
+        """Train `model` in place on `interactions` with the protocol's training signal, plus
+        `extra_loss(model, batch)` on every step if given (its passes are timed and counted)."""
         self._calls += 1
         chosen = train.group_names(model) if groups is None else list(groups)
         self.trained.update(chosen)
@@ -79,11 +87,53 @@ class UpdateContext:
             n_items=self.n_items,
             seed=train.seed_for(self.seed, self.t, "fit", self._calls),
             device=self.device,
+            extra_loss=extra_loss,
             **self.fit_defaults,
         )
-        self.fits.append((model, tuple(chosen), result.examples))  # for the FLOP count
+        self.fits.append([model, tuple(chosen), result.examples, extra_loss])  # FLOP count
         self.results.append(result)
         return result
+
+    @property
+    def previous(self) -> nn.Module:
+        """A frozen copy of M_(t-1) (e.g. a distillation teacher), made on first use: take it
+        before the first `fit` of the update (after it, ctx.model is no longer M_(t-1))."""
+        if self._previous is None:
+            if self._calls:
+                raise IncbenchError(
+                    "ctx.previous is M_(t-1): take it before the update's first ctx.fit"
+                )
+            self._previous = copy.deepcopy(self.model).eval()
+            for p in self._previous.parameters():
+                p.requires_grad_(False)
+        return self._previous
+
+    def batches(
+        self, model: nn.Module, interactions: pd.DataFrame, *, batch_size: int | None = None
+    ):
+        """The protocol's batches over `interactions` (seeded negatives, shuffled), one epoch,
+        for passes that need gradients without training (e.g. Fisher information). The
+        examples are counted as a forward + backward of `model` in the update's FLOPs."""
+        self._calls += 1
+        rng = np.random.default_rng(train.seed_for(self.seed, self.t, "batches", self._calls))
+        rows = interactions.reset_index(drop=True)
+        epochs = train._Epochs(rows, self.fit_defaults["n_negatives"], self.n_items, rng,
+                               self.device)  # fmt: skip
+        entry = [model, tuple(train.group_names(model)), 0, None]
+        self.fits.append(entry)
+        for batch in epochs.batches(batch_size or self.fit_defaults["batch_size"]):
+            entry[2] += len(batch.users)
+            yield batch
+
+    @staticmethod
+    def pad_like(tensor: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+        """`tensor` (per-parameter state saved earlier) zero-padded to `param`'s shape: rows
+        appended by `grow` (new users/items) get zeros."""
+        if tensor.shape == param.shape:
+            return tensor
+        out = torch.zeros_like(param)
+        out[tuple(slice(0, n) for n in tensor.shape)] = tensor
+        return out
 
     def fresh_model(self) -> nn.Module:
         """A newly initialised model of the current size (seeded by run seed and window)."""
@@ -97,6 +147,25 @@ class UpdateContext:
         return list(self.backbone_params.pretrain_groups) or None
 
 
+class _SuggestedNames:
+    """A stand-in optuna trial that records which names a search space suggests."""
+
+    def __init__(self):
+        self.names: list[str] = []
+
+    def suggest_float(self, name, low, high, **_):
+        self.names.append(name)
+        return low
+
+    def suggest_int(self, name, low, high, **_):
+        self.names.append(name)
+        return low
+
+    def suggest_categorical(self, name, choices):
+        self.names.append(name)
+        return choices[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class MethodSpec:
     name: str
@@ -107,6 +176,23 @@ class MethodSpec:
 
     def params(self, overrides: dict[str, Any] | None) -> Any:
         return from_mapping(self.module.Params, overrides, f"methods.{self.name}")
+
+    def tunable(self) -> list[str]:
+        """The Params fields `search_space` suggests (none: the method always runs its
+        defaults next to tuned baselines — a comparison should say so)."""
+        space = getattr(self.module, "search_space", None)
+        if space is None:
+            return []
+        names = _SuggestedNames()
+        space(names)
+        return sorted(names.names)
+
+    def applicability(self) -> str:
+        """Which backbones it runs on: every one, or what its `applicable` check requires."""
+        check = getattr(self.module, "applicable", None)
+        if check is None:
+            return "every backbone"
+        return (check.__doc__ or "checked per backbone").strip().splitlines()[0]
 
     def not_applicable(self, ctx: UpdateContext) -> str | None:
         check = getattr(self.module, "applicable", None)

@@ -143,7 +143,7 @@ class Setup:
 
 
 def make_context(
-    setup: Setup, model, t: int, history: list[pd.DataFrame], state: dict
+    setup: Setup, model, t: int, history: list[pd.DataFrame], state: dict, m0=None
 ) -> method.UpdateContext:
     """The UpdateContext for window t (the model must already cover the users/items of t)."""
     n_users, n_items = setup.known(t)
@@ -156,7 +156,7 @@ def make_context(
         state=state, build=functools.partial(setup.build, n_users, n_items),
         fit_defaults={"n_negatives": setup.protocol.n_negatives, "batch_size": setup.bparams.batch_size,
                       **fit_options(setup.bparams, setup.budget)},
-        device=setup.device,
+        device=setup.device, m0=m0, periods=tuple(history),
     )  # fmt: skip
 
 
@@ -194,7 +194,7 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
         metrics, users = evaluate.next_window(model, windows.periods, t, known, device, tie)
         users.insert(0, "window", t)
         per_user.append(users)
-        ctx = make_context(setup, model, t, history, state)
+        ctx = make_context(setup, model, t, history, state, m0)
         before = snapshot(model)
         try:
             with Meter(device) as meter:
@@ -206,7 +206,8 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
         changed, delta = update_delta(before, model)
         del before
         probe = ctx.window.iloc[:PROBE_ROWS]
-        flops = 0 if setup.lean else sum(train.update_flops(m, g, probe, n) for m, g, n in ctx.fits)
+        flops = 0 if setup.lean else sum(train.update_flops(m, g, probe, n, extra)
+                                         for m, g, n, extra in ctx.fits)  # fmt: skip
         trainable = sum(p.numel() for name, ps in model.groups() if name in ctx.trained for p in ps)
         cost = {
             "update_wall_s": meter.result.wall_s, "update_cpu_s": meter.result.cpu_s,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,22 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from incbench import IncbenchError, io
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """One training step's examples as the harness builds them: a shuffled slice of the
+    epoch's observed rows (label = positive) and their sampled negatives (label 0); `rows` =
+    each example's position in the fit's time-ordered frame (a negative shares its row's).
+    What an `extra_loss(model, batch)` receives."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+    labels: torch.Tensor
+    rows: torch.Tensor
+
+
+ExtraLoss = Callable[[nn.Module, Batch], torch.Tensor]  # a method's term, added to every step
 
 
 class Diverged(IncbenchError):
@@ -83,6 +100,7 @@ def fit(
     val_fraction: float = 0.0,
     patience: int = 0,
     device: str = "cpu",
+    extra_loss: ExtraLoss | None = None,
 ) -> FitResult:
     """Train `model` in place on `interactions` (columns user_idx, item_idx, positive).
 
@@ -96,6 +114,9 @@ def fit(
            without a better value: E* = the best epoch;
         2. restore the starting weights and train on *all* rows for E* epochs (the newest
            rows matter most under drift, so none is left out of the final model).
+
+    `extra_loss(model, batch)` (a method's own term: a distillation loss, an EWC penalty) is
+    added to every training step's loss; early stopping still selects on the protocol's BCE.
 
     Both passes are part of the fit: its steps, examples and timed cost include them. A
     `max_steps` cap (a compute budget) disables the rule: the fit stops at the cap. A backbone
@@ -129,7 +150,7 @@ def fit(
             opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
             best, best_epoch, losses, steps, examples = math.inf, 0, [], 0, 0
             for epoch in range(1, epochs + 1):
-                loss, s, e = select.run(model, opt, batch_size, 0, lr)
+                loss, s, e = select.run(model, opt, batch_size, 0, lr, extra_loss)
                 losses.append(loss)
                 steps, examples = steps + s, examples + e
                 with torch.no_grad():
@@ -146,7 +167,7 @@ def fit(
             run = _Epochs(interactions, n_negatives, n_items, rng, device)
             opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
             for _ in range(max(best_epoch, 1)):
-                loss, s, e = run.run(model, opt, batch_size, 0, lr)
+                loss, s, e = run.run(model, opt, batch_size, 0, lr, extra_loss)
                 steps, examples = steps + s, examples + e
             return FitResult(steps, examples, loss, losses[0], max(best_epoch, 1), stopped, best)
         run = _Epochs(interactions, n_negatives, n_items, rng, device)
@@ -155,7 +176,9 @@ def fit(
         first = loss = float("nan")
         stopped = "max_epochs" if not n_val else "no_validation"
         for _ in range(epochs):
-            loss, s, e = run.run(model, opt, batch_size, max_steps - steps if max_steps else 0, lr)
+            loss, s, e = run.run(
+                model, opt, batch_size, max_steps - steps if max_steps else 0, lr, extra_loss
+            )
             first = loss if done == 0 else first
             steps, examples, done = steps + s, examples + e, done + 1
             if max_steps and steps >= max_steps:
@@ -194,36 +217,44 @@ class _Epochs:
         """One seeded draw of negatives, kept: the validation set of early stopping."""
         return self.users, self._items(), self.labels, self.rows
 
-    def run(self, model, opt, batch_size: int, max_steps: int, lr: float):
-        """One epoch; returns (mean BCE, steps, examples). Raises Diverged on NaN/inf."""
+    def batches(self, batch_size: int):
+        """One epoch's batches: fresh negatives, a seeded shuffle."""
         items = self._items()
         order = torch.from_numpy(self.rng.permutation(len(self.users))).to(self.device)
-        total, steps, examples = 0.0, 0, 0
         for lo in range(0, len(order), batch_size):
             idx = order[lo : lo + batch_size]
-            u, i = self.users[idx], items[idx]
+            yield Batch(self.users[idx], items[idx], self.labels[idx], self.rows[idx])
+
+    def run(self, model, opt, batch_size: int, max_steps: int, lr: float, extra_loss=None):
+        """One epoch; returns (mean BCE, steps, examples). Raises Diverged on NaN/inf."""
+        total, steps, examples = 0.0, 0, 0
+        for batch in self.batches(batch_size):
+            u, i = batch.users, batch.items
             loss = nn.functional.binary_cross_entropy_with_logits(
-                model.score(u, i, rows=self.rows[idx]), self.labels[idx]
+                model.score(u, i, rows=batch.rows), batch.labels
             )
             penalty = model.penalty(u, i)
             full = loss if penalty is None else loss + penalty
+            if extra_loss is not None:
+                full = full + extra_loss(model, batch)
             opt.zero_grad(set_to_none=True)
             full.backward()
             opt.step()
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise Diverged(f"loss became {value} after {steps} steps (lr={lr})")
-            total += value * len(idx)
+            total += value * len(u)
             steps += 1
-            examples += len(idx)
+            examples += len(u)
             if max_steps and steps >= max_steps:
                 break
         return total / max(examples, 1), steps, examples
 
 
 def update_flops(
-    model: nn.Module, groups: tuple[str, ...], probe: pd.DataFrame, examples: int
-) -> int:
+    model: nn.Module, groups: tuple[str, ...], probe: pd.DataFrame, examples: int,
+    extra_loss: ExtraLoss | None = None,
+) -> int:  # fmt: skip
     """FLOPs of training `model` on `examples` examples with only `groups` trainable.
 
     One forward + backward on a small probe batch is counted with FlopCounterMode (outside any
@@ -255,7 +286,10 @@ def update_flops(
                 model.score(users, items, rows=rows), labels
             )
             penalty = model.penalty(users, items)
-            (loss if penalty is None else loss + penalty).backward()
+            full = loss if penalty is None else loss + penalty
+            if extra_loss is not None:  # e.g. a teacher's forward pass: counted too
+                full = full + extra_loss(model, Batch(users, items, labels, rows))
+            full.backward()
 
         flops = count_flops(step)
     finally:

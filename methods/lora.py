@@ -23,6 +23,7 @@ class Params:
 
 
 def applicable(ctx):
+    """Backbones with transformer layers (text)."""
     if not hasattr(ctx.model, "encoder"):
         return f"needs transformer layers; backbone {ctx.backbone} has none"
     return None

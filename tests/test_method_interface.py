@@ -1,0 +1,115 @@
+"""The method interface for methods that change the loss: extra_loss, previous, batches,
+pad_like; and the plugins built on it (lwf, ewc, sliding_window)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from incbench import IncbenchError
+from incbench.protocol import make_context, run_protocol
+from tests.conftest import small_setup
+
+
+def _ctx(root, name, overrides=None, t=1):
+    setup, m0 = small_setup(root, name, overrides)
+    model = copy.deepcopy(m0)
+    model.grow(*setup.known(t))
+    history = [p[p["part"] == "train"] for p in setup.windows.periods[:t]]
+    return setup, make_context(setup, model, t, history, {}, m0)
+
+
+def test_extra_loss_sees_every_step_s_batch_with_its_negatives(small_project):
+    setup, ctx = _ctx(small_project, "fine_tune")
+    seen = []
+
+    def extra(model, batch):
+        seen.append((len(batch.users), float(batch.labels.sum()), batch.rows.max().item()))
+        return model.head.weight.square().sum() * 0.0
+
+    result = ctx.fit(ctx.model, ctx.window, lr=0.01, epochs=1, extra_loss=extra)
+    assert len(seen) == result.steps and sum(n for n, _, _ in seen) == result.examples
+    assert sum(p for _, p, _ in seen) <= ctx.window["positive"].sum()  # negatives are label 0
+    assert max(r for _, _, r in seen) < len(ctx.window)
+
+
+def test_extra_loss_changes_training(small_project):
+    setup, ctx = _ctx(small_project, "fine_tune")
+    base = copy.deepcopy(ctx.model)
+    ctx.fit(ctx.model, ctx.window, lr=0.05, epochs=2, groups=["head"])
+    _, ctx2 = _ctx(small_project, "fine_tune")
+    ctx2.fit(ctx2.model, ctx2.window, lr=0.05, epochs=2, groups=["head"],
+             extra_loss=lambda m, b: 100.0 * m.head.weight.square().sum())  # fmt: skip
+    plain = ctx.model.head.weight.norm()
+    pulled = ctx2.model.head.weight.norm()
+    assert pulled < plain and not torch.equal(base.head.weight, ctx2.model.head.weight)
+
+
+def test_previous_is_a_frozen_copy_taken_before_the_first_fit(small_project):
+    _, ctx = _ctx(small_project, "fine_tune")
+    before = copy.deepcopy(ctx.model.state_dict())
+    teacher = ctx.previous
+    ctx.fit(ctx.model, ctx.window, lr=0.05, epochs=1)
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert not any(p.requires_grad for p in teacher.parameters())
+    _, late = _ctx(small_project, "fine_tune")
+    late.fit(late.model, late.window, lr=0.05, epochs=1)
+    with pytest.raises(IncbenchError, match="before the update's first ctx.fit"):
+        late.previous  # noqa: B018
+
+
+def test_batches_are_seeded_and_counted(small_project):
+    _, a = _ctx(small_project, "fine_tune")
+    _, b = _ctx(small_project, "fine_tune")
+    first = [(x.users.clone(), x.items.clone()) for x in a.batches(a.model, a.window)]
+    second = [(x.users.clone(), x.items.clone()) for x in b.batches(b.model, b.window)]
+    assert len(first) == len(second) > 0
+    assert all(torch.equal(u1, u2) and torch.equal(i1, i2)
+               for (u1, i1), (u2, i2) in zip(first, second))  # fmt: skip
+    assert a.fits[-1][2] == sum(len(u) for u, _ in first)  # examples, for the FLOP count
+    assert a.m0 is not None
+
+
+def test_pad_like_keeps_old_rows_and_zeros_new_ones():
+    from incbench.method import UpdateContext
+
+    old = torch.ones(3, 2)
+    param = torch.nn.Parameter(torch.randn(5, 2))
+    padded = UpdateContext.pad_like(old, param)
+    assert padded.shape == (5, 2) and padded[:3].eq(1).all() and padded[3:].eq(0).all()
+
+
+def test_teacher_passes_are_counted_in_flops(small_project):
+    common = {"lr": 0.003, "epochs": 1}
+    plain = run_protocol(*small_setup(small_project, "fine_tune", common)).windows
+    lwf = run_protocol(*small_setup(small_project, "lwf", common)).windows
+    assert (lwf["update_gflops"] > plain["update_gflops"]).all()
+
+
+def test_ewc_holds_weights_that_mattered(small_project):
+    def moved(lam):
+        setup, m0 = small_setup(small_project, "ewc", {"lam": lam, "lr": 0.05, "epochs": 2})
+        state, model = {}, copy.deepcopy(m0)
+        history = [setup.windows.periods[0][setup.windows.periods[0]["part"] == "train"]]
+        for t in (1, 2):
+            model.grow(*setup.known(t))
+            ctx = make_context(setup, model, t, history, state, m0)
+            before = {n: p.detach().clone() for n, p in model.named_parameters()}
+            model = setup.spec.update(ctx, setup.mparams)
+            history.append(ctx.window)
+        return sum((p - before[n]).square().sum() for n, p in model.named_parameters()
+                   if p.shape == before[n].shape).item()  # fmt: skip
+
+    assert moved(1e6) < 0.5 * moved(0.0)
+
+
+def test_sliding_window_trains_on_the_newest_periods_only(small_project):
+    setup, ctx = _ctx(small_project, "sliding_window", {"windows": 1}, t=2)
+    setup.spec.update(ctx, setup.mparams)
+    assert ctx.results[-1].examples < sum(len(p) for p in ctx.periods) + len(ctx.window)
+    _, full = _ctx(small_project, "sliding_window", {"windows": 10}, t=2)
+    setup.spec.update(full, setup.mparams)
+    assert full.results[-1].examples > ctx.results[-1].examples
