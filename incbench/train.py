@@ -81,6 +81,15 @@ def trainable_parameters(model: nn.Module, groups: list[str] | None) -> list[nn.
     return [p for name, ps in model.groups() if name in chosen for p in ps]
 
 
+def _adam(model: nn.Module, groups: list[str] | None, lr: float, weight_decay: float):
+    """Adam over the chosen groups; each group's lr is `lr` times the backbone's `lr_scale`
+    for it (text: pretrained encoder layers train at a hundredth of the method's lr)."""
+    chosen = group_names(model) if groups is None else groups
+    param_groups = [{"params": ps, "lr": lr * model.lr_scale(name)}
+                    for name, ps in model.groups() if name in chosen and ps]  # fmt: skip
+    return torch.optim.Adam(param_groups, lr=lr, weight_decay=weight_decay)
+
+
 MIN_VALIDATION_ROWS = 50  # fewer rows in the tail: no early stopping, all epochs run
 
 
@@ -147,7 +156,7 @@ def fit(
             select = _Epochs(interactions.iloc[:n_sel], n_negatives, n_items, rng, device)
             tail = _Epochs(interactions.iloc[n_sel:], n_negatives, n_items, rng, device, n_sel)
             tail = tail.fixed()
-            opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+            opt = _adam(model, groups, lr, weight_decay)
             best, best_epoch, losses, steps, examples = math.inf, 0, [], 0, 0
             for epoch in range(1, epochs + 1):
                 loss, s, e = select.run(model, opt, batch_size, 0, lr, extra_loss)
@@ -165,13 +174,13 @@ def fit(
                 for p, p0 in zip(params, start):
                     p.copy_(p0)
             run = _Epochs(interactions, n_negatives, n_items, rng, device)
-            opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+            opt = _adam(model, groups, lr, weight_decay)
             for _ in range(max(best_epoch, 1)):
                 loss, s, e = run.run(model, opt, batch_size, 0, lr, extra_loss)
                 steps, examples = steps + s, examples + e
             return FitResult(steps, examples, loss, losses[0], max(best_epoch, 1), stopped, best)
         run = _Epochs(interactions, n_negatives, n_items, rng, device)
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        opt = _adam(model, groups, lr, weight_decay)
         steps = examples = done = 0
         first = loss = float("nan")
         stopped = "max_epochs" if not n_val else "no_validation"

@@ -267,3 +267,11 @@ def test_encoder_training_is_bit_identical_across_processes(small_project):
     ]
     assert outs[0] == outs[1]
     assert outs[0][1:] == ["2", "max_steps"]  # the encoder trained, under the cap
+
+
+def test_pretrained_encoder_layers_train_at_a_scaled_learning_rate(setup_m0):
+    _, m0 = setup_m0
+    opt = train._adam(m0, ["layer.5", "projection", "head"], lr=0.003, weight_decay=0.0)
+    rates = [g["lr"] for g in opt.param_groups]
+    assert rates == pytest.approx([0.003 * PARAMS.encoder_lr_scale, 0.003, 0.003])
+    assert m0.lr_scale("lora") == 1.0 and m0.lr_scale("user_tower") == 1.0

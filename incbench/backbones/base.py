@@ -86,6 +86,10 @@ class Backbone(nn.Module):
     def finish_training(self) -> None:
         """After every fit (also on error): drop what prepare_training built."""
 
+    def lr_scale(self, group: str) -> float:
+        """Multiplier of a fit's lr for this group (pretrained weights may need a smaller one)."""
+        return 1.0
+
     def capped_groups(self) -> list[str] | None:
         """The groups a `max_steps` budget binds (None: every fit)."""
         return None
