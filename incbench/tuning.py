@@ -47,7 +47,8 @@ Every method is tuned the same way, and never sees windows 1..N:
   `margin`, `spread`, the per-seed values of both settings, and `params`: what the runs use.
 - Studies live in optuna journal files, so an interrupted study resumes where it stopped;
   the file name carries a hash of everything that defines the study (method file, fixed
-  params, protocol, backbone params, split, seeds, objective), so a changed setup starts anew.
+  params, protocol, backbone params, split, seeds, objective), so a changed setup starts anew
+  (and the old setup's journal is removed).
 - Output `results/tuning/<dataset>-<backbone>-<method>/`: `best.json` (read by the run stages
   through `paths.tuned_params`), `trials.csv`, the journal.
 """
@@ -254,6 +255,9 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
     trial_spec = dataclasses.replace(spec, module=SkipLastUpdate(spec.module, inner.n_windows))
     out.mkdir(parents=True, exist_ok=True)
     journal = out / f"study-{key}.journal"
+    for stale in out.glob("study-*.journal"):  # another setup's study: its trials do not apply
+        if stale != journal:
+            stale.unlink()
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(journal))
     )

@@ -107,9 +107,16 @@ def test_ewc_holds_weights_that_mattered(small_project):
 
 
 def test_sliding_window_trains_on_the_newest_periods_only(small_project):
-    setup, ctx = _ctx(small_project, "sliding_window", {"windows": 1}, t=2)
-    setup.spec.update(ctx, setup.mparams)
-    assert ctx.results[-1].examples < sum(len(p) for p in ctx.periods) + len(ctx.window)
-    _, full = _ctx(small_project, "sliding_window", {"windows": 10}, t=2)
-    setup.spec.update(full, setup.mparams)
-    assert full.results[-1].examples > ctx.results[-1].examples
+    def rows_trained(windows):
+        setup, ctx = _ctx(small_project, "sliding_window", {"windows": windows}, t=2)
+        sizes, fit = [], ctx.fit
+        ctx.fit = lambda model, data, **kw: sizes.append(len(data)) or fit(model, data, **kw)
+        setup.spec.update(ctx, setup.mparams)
+        return sizes[0], ctx
+
+    one, ctx = rows_trained(1)
+    assert one == len(ctx.window)
+    two, ctx = rows_trained(2)
+    assert two == len(ctx.window) + len(ctx.periods[-1])
+    every, ctx = rows_trained(10)
+    assert every == len(ctx.window) + sum(len(p) for p in ctx.periods)  # = full_retrain's data
