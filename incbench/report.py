@@ -71,6 +71,7 @@ COST: list[Column] = [
     ("kwh_per_update", "kWh / update (est.)", 6),
     ("cost_vs_full_retrain", "Cost × full_retrain", 3),
     ("cpu_vs_full_retrain", "CPU × full_retrain", 3),
+    ("cost_vs_fine_tune", "Cost × fine_tune", 3),
     ("busy_pct", "Others' CPU % (max)", 0),
 ]
 LATENCY: list[Column] = [
@@ -188,7 +189,9 @@ def report(root: Path) -> list[Path]:
                 if kind in ("quality", "cost") and recipe:  # the reference trains fewer groups
                     cap += (f" Note: on {backbone}, full_retrain trains only the recipe's groups "
                             f"{list(recipe)}, so `× full_retrain` of a method that also trains "
-                            "other groups (the encoder) compares unlike work.")  # fmt: skip
+                            "other groups (the encoder) compares unlike work; the cost table's "
+                            "`× fine_tune` (every group, window t only) is the like-for-like "
+                            "reference for those.")  # fmt: skip
                 headers = ["Method", *(h for _, h, _ in columns), "Status"]
                 written += write_table(out, f"{kind}-{stem}", headers, rows, csv, cap, prov)
             written += tuning_table(out, stem, root, params, dataset, backbone, records, prov)

@@ -77,13 +77,14 @@ def test_tex_escape():
 
 def test_cost_and_latency_tables(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["methods"] = {"frozen": {}, "full_retrain": {}, "head_only": {}}
+    params["methods"] = {"frozen": {}, "full_retrain": {}, "head_only": {}, "fine_tune": {}}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for name in params["methods"]:
         run("synthetic", "mf", name, 0, project)
     report(project)
     cost = pd.read_csv(project / "results/tables/cost-synthetic-mf.csv").set_index("method")
     assert cost.loc["full_retrain", "cost_vs_full_retrain_mean"] == pytest.approx(1.0)
+    assert cost.loc["fine_tune", "cost_vs_fine_tune_mean"] == pytest.approx(1.0)  # both references
     assert (
         cost.loc["frozen", "changed_params_mean"] == 0 and cost.loc["frozen", "delta_kb_mean"] == 0
     )
