@@ -82,7 +82,6 @@ LATENCY: list[Column] = [
     ("serve_mflops_per_request", "MFLOPs / request", 3),
     ("index_rebuild_ms", "Index rebuild ms", 2),
 ]
-SERVING = [c for c in LATENCY if c[0].startswith("serve_")]
 
 
 def caption(root: Path, params: dict, dataset: str, backbone: str, records, what: str) -> str:
