@@ -58,7 +58,12 @@ def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[
             rec["folder"] = folder
             best = load_json(tuning_dir(root, dataset, backbone, method_name) / "best.json")
             rec["tuning_record"] = best
-            if summary and summary["status"] == "skipped":  # outside the backbone's seed budget
+            if summary and summary["status"] == "skipped":  # outside the backbone's budget
+                if ".methods" in summary["reason"] and seed == min(params.get("seeds") or [0]):
+                    rec.update(
+                        status="skipped", reason=summary["reason"]
+                    )  # said once, in the table
+                    records.append(rec)
                 continue
             if summary:
                 rec.update(version=summary["method_version"], status=summary["status"],

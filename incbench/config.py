@@ -145,9 +145,11 @@ def protocol_from(params: dict[str, Any]) -> Protocol:
 class Budget:
     """Compute budget of one backbone (params.yaml `budget.<backbone>`): how much of the grid
     runs, not what a model is. Kept apart from the recipe so DVC reruns only what it touches:
-    `seeds` and `max_steps` affect pretrain, tune and run stages; `tuning_trials` only tune."""
+    `seeds` and `max_steps` affect pretrain, tune and run stages; `tuning_trials` only tune;
+    `methods` only tune and run."""
 
     seeds: tuple[int, ...] = ()  # the grid seeds this backbone runs (() = all of them)
+    methods: tuple[str, ...] = ()  # the grid methods this backbone runs (() = all of them)
     tuning_trials: int | None = None  # trials per tuning study (None = tuning.trials)
     max_steps: int = 0  # optimiser steps per capped fit (0 = no cap; see train.fit)
 
@@ -160,7 +162,7 @@ def budget_from(params: dict[str, Any], backbone: str) -> Budget:
     section = params.get("budget") or {}
     if not isinstance(section, dict):
         raise ConfigError(
-            "budget must be a mapping: backbone name -> {seeds, tuning_trials, max_steps}"
+            "budget must be a mapping: backbone name -> {seeds, methods, tuning_trials, max_steps}"
         )
     return from_mapping(Budget, section.get(backbone), f"budget.{backbone}")
 

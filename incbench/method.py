@@ -52,7 +52,7 @@ class UpdateContext:
     m0: nn.Module | None = None  # the pretrained model (read-only: never train or modify it)
     periods: tuple[pd.DataFrame, ...] = ()  # train parts of periods 0..t-1 (history, split)
     trained: set[str] = dataclasses.field(default_factory=set)
-    # (model, groups, examples, extra_loss) of every training pass, for the FLOP count
+    # (model, groups, FitResult, extra_loss) of every training pass, for the FLOP count
     fits: list[list] = dataclasses.field(default_factory=list)
     results: list[train.FitResult] = dataclasses.field(default_factory=list)  # one per fit
     _calls: int = 0
@@ -90,7 +90,7 @@ class UpdateContext:
             extra_loss=extra_loss,
             **self.fit_defaults,
         )
-        self.fits.append([model, tuple(chosen), result.examples, extra_loss])  # FLOP count
+        self.fits.append([model, tuple(chosen), result, extra_loss])  # FLOP count
         self.results.append(result)
         return result
 
@@ -119,10 +119,12 @@ class UpdateContext:
         rows = interactions.reset_index(drop=True)
         epochs = train._Epochs(rows, self.fit_defaults["n_negatives"], self.n_items, rng,
                                self.device)  # fmt: skip
-        entry = [model, tuple(train.group_names(model)), 0, None]
+        entry = [model, tuple(train.group_names(model)), train.FitResult(0, 0, float("nan")), None]
         self.fits.append(entry)
         for batch in epochs.batches(batch_size or self.fit_defaults["batch_size"]):
-            entry[2] += len(batch.users)
+            done = entry[2]
+            entry[2] = dataclasses.replace(done, steps=done.steps + 1,
+                                           examples=done.examples + len(batch.users))  # fmt: skip
             yield batch
 
     @staticmethod
@@ -145,6 +147,16 @@ class UpdateContext:
     def recipe_groups(self) -> list[str] | None:
         """The groups the backbone's training recipe trains (None = all): full_retrain uses it."""
         return list(self.backbone_params.pretrain_groups) or None
+
+
+def use_recipe(params: Any, backbone_params: Any) -> Any:
+    """`params` with `epochs` / `lr` left at None replaced by the backbone recipe's values
+    (pretrain_epochs, lr): what full_retrain-like methods run (tuning's trial 0 too)."""
+    return dataclasses.replace(
+        params,
+        epochs=params.epochs if params.epochs is not None else backbone_params.pretrain_epochs,
+        lr=params.lr if params.lr is not None else backbone_params.lr,
+    )
 
 
 class _SuggestedNames:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import sys
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,13 @@ NO_BUDGET = Budget()  # every seed, tuning.trials, no step cap
 
 
 def _determinism(device: str) -> None:
-    torch.use_deterministic_algorithms(True, warn_only=device != "cpu")
+    """torch.use_deterministic_algorithms(True), without its import of torch._inductor
+    (2 s of start-up per stage; nothing here compiles): the flag is set on the C side, and
+    the compiler's flag too if something else has imported the compiler."""
+    torch._C._set_deterministic_algorithms(True, warn_only=device != "cpu")
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:
+        inductor.deterministic = True
 
 
 def pretrain_model(
@@ -98,8 +105,12 @@ def fit_record(results: list[train.FitResult]) -> dict:
             "fit_final_loss": last.final_loss, "fit_val_loss": last.val_loss}  # fmt: skip
 
 
-def outside_budget(budget: Budget, backbone: str, seed: int) -> str | None:
-    """Why this seed is not run for this backbone (its `seeds` budget), or None."""
+def outside_budget(budget: Budget, backbone: str, seed: int, method: str | None = None
+                   ) -> str | None:  # fmt: skip
+    """Why this seed (or method) is not run for this backbone (its budget), or None."""
+    if method is not None and budget.methods and method not in budget.methods:
+        return (f"method {method} is outside budget.{backbone}.methods {list(budget.methods)} "
+                "(compute budget)")  # fmt: skip
     if budget.seeds and seed not in budget.seeds:
         return (
             f"seed {seed} is outside budget.{backbone}.seeds {list(budget.seeds)} (compute budget)"
@@ -206,8 +217,8 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
         changed, delta = update_delta(before, model)
         del before
         probe = ctx.window.iloc[:PROBE_ROWS]
-        flops = 0 if setup.lean else sum(train.update_flops(m, g, probe, n, extra)
-                                         for m, g, n, extra in ctx.fits)  # fmt: skip
+        flops = 0 if setup.lean else sum(train.update_flops(m, g, probe, work, extra)
+                                         for m, g, work, extra in ctx.fits)  # fmt: skip
         trainable = sum(p.numel() for name, ps in model.groups() if name in ctx.trained for p in ps)
         cost = {
             "update_wall_s": meter.result.wall_s, "update_cpu_s": meter.result.cpu_s,

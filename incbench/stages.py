@@ -77,7 +77,7 @@ def run(dataset: str, backbone: str, method_name: str, seed: int, root: Path) ->
     bmodule, bparams = backbone_params(params, backbone)
     budget = budget_from(params, backbone)
     out = run_dir(root, dataset, backbone, method_name, seed)
-    if why := outside_budget(budget, backbone, seed):
+    if why := outside_budget(budget, backbone, seed, method_name):
         with io.atomic_dir(out) as build:
             summary = {"dataset": dataset, "backbone": backbone, "method": method_name,
                        "method_version": spec.version, "seed": seed, "status": "skipped",

@@ -56,6 +56,14 @@ class FitResult:
     epochs: int = 0  # epochs of the fit that produced the weights (the refit's count)
     stopped: str = ""  # early_stop | max_epochs | max_steps | no_validation | empty
     val_loss: float = float("nan")  # best validation loss (early stopping only)
+    # the work behind the FLOP count (update_flops): unique items per training step, summed
+    # (counted when the fit trains a per-item group, e.g. an encoder), validation passes
+    # (forward only, once per epoch over the tail) and the pre-fit caching, counted directly
+    unique_items: int = 0
+    eval_calls: int = 0
+    eval_examples: int = 0
+    eval_unique_items: int = 0
+    setup_flops: int = 0
 
     def record(self, prefix: str = "fit_") -> dict:
         return {f"{prefix}{k}": v for k, v in dataclasses.asdict(self).items()}
@@ -147,15 +155,23 @@ def fit(
     if max_steps and capped is not None and not set(capped) & set(groups or group_names(model)):
         max_steps = 0
     n_val = int(round(val_fraction * len(interactions))) if patience and not max_steps else 0
+    per_item = bool(capped) and bool(set(capped) & set(groups or group_names(model)))
     try:
-        model.prepare_training(interactions)  # row positions below are positions in this frame
+        from incbench.meter import count_flops
+
+        # row positions below are positions in this frame; its FLOPs (a catalogue encoding,
+        # a frozen prefix cached) are counted as they run: few, large ops, no timing skew
+        setup = count_flops(lambda: model.prepare_training(interactions))
+        work = {"setup_flops": setup}
         model.train()
         if n_val >= MIN_VALIDATION_ROWS and len(interactions) - n_val > 0:
             start = [p.detach().clone() for p in params]
             n_sel = len(interactions) - n_val
-            select = _Epochs(interactions.iloc[:n_sel], n_negatives, n_items, rng, device)
+            select = _Epochs(interactions.iloc[:n_sel], n_negatives, n_items, rng, device,
+                             count_unique=per_item)  # fmt: skip
             tail = _Epochs(interactions.iloc[n_sel:], n_negatives, n_items, rng, device, n_sel)
             tail = tail.fixed()
+            tail_unique = int(tail[1].unique().numel()) if per_item else 0
             opt = _adam(model, groups, lr, weight_decay)
             best, best_epoch, losses, steps, examples = math.inf, 0, [], 0, 0
             for epoch in range(1, epochs + 1):
@@ -165,6 +181,9 @@ def fit(
                 with torch.no_grad():
                     val = float(nn.functional.binary_cross_entropy_with_logits(
                         model.score(*tail[:2], rows=tail[3]), tail[2]))  # fmt: skip
+                work["eval_calls"] = work.get("eval_calls", 0) + 1
+                work["eval_examples"] = work.get("eval_examples", 0) + len(tail[0])
+                work["eval_unique_items"] = work.get("eval_unique_items", 0) + tail_unique
                 if val < best - 1e-6:
                     best, best_epoch = val, epoch
                 elif epoch - best_epoch >= patience:
@@ -173,13 +192,15 @@ def fit(
             with torch.no_grad():
                 for p, p0 in zip(params, start):
                     p.copy_(p0)
-            run = _Epochs(interactions, n_negatives, n_items, rng, device)
+            run = _Epochs(interactions, n_negatives, n_items, rng, device, count_unique=per_item)
             opt = _adam(model, groups, lr, weight_decay)
             for _ in range(max(best_epoch, 1)):
                 loss, s, e = run.run(model, opt, batch_size, 0, lr, extra_loss)
                 steps, examples = steps + s, examples + e
-            return FitResult(steps, examples, loss, losses[0], max(best_epoch, 1), stopped, best)
-        run = _Epochs(interactions, n_negatives, n_items, rng, device)
+            work["unique_items"] = select.unique + run.unique
+            return FitResult(steps, examples, loss, losses[0], max(best_epoch, 1), stopped, best,
+                             **work)  # fmt: skip
+        run = _Epochs(interactions, n_negatives, n_items, rng, device, count_unique=per_item)
         opt = _adam(model, groups, lr, weight_decay)
         steps = examples = done = 0
         first = loss = float("nan")
@@ -193,7 +214,8 @@ def fit(
             if max_steps and steps >= max_steps:
                 stopped = "max_steps"
                 break
-        return FitResult(steps, examples, loss, first, done, stopped)
+        return FitResult(steps, examples, loss, first, done, stopped, unique_items=run.unique,
+                         **work)  # fmt: skip
     finally:
         model.finish_training()
         model.eval()
@@ -204,7 +226,9 @@ def fit(
 class _Epochs:
     """The protocol's training signal over fixed rows: each epoch draws fresh negatives."""
 
-    def __init__(self, rows: pd.DataFrame, n_negatives, n_items, rng, device, offset: int = 0):
+    def __init__(self, rows: pd.DataFrame, n_negatives, n_items, rng, device, offset: int = 0,
+                 count_unique: bool = False):  # fmt: skip
+        self.count_unique, self.unique = count_unique, 0  # Σ unique items per step (FLOPs)
         users = rows["user_idx"].to_numpy(np.int64)
         where = np.arange(offset, offset + len(users))  # positions in the fit's frame
         self.rows = torch.from_numpy(np.concatenate([where, np.repeat(where, n_negatives)]))
@@ -239,6 +263,8 @@ class _Epochs:
         total, steps, examples = 0.0, 0, 0
         for batch in self.batches(batch_size):
             u, i = batch.users, batch.items
+            if self.count_unique:
+                self.unique += int(i.unique().numel())
             loss = nn.functional.binary_cross_entropy_with_logits(
                 model.score(u, i, rows=batch.rows), batch.labels
             )
@@ -261,52 +287,94 @@ class _Epochs:
 
 
 def update_flops(
-    model: nn.Module, groups: tuple[str, ...], probe: pd.DataFrame, examples: int,
+    model: nn.Module, groups: tuple[str, ...], probe: pd.DataFrame, work: FitResult | int,
     extra_loss: ExtraLoss | None = None,
 ) -> int:  # fmt: skip
-    """FLOPs of training `model` on `examples` examples with only `groups` trainable.
+    """FLOPs of the training pass `work` (a FitResult, or a number of examples) of `model`
+    with only `groups` trainable.
 
-    One forward + backward on a small probe batch is counted with FlopCounterMode (outside any
-    timed region; parameters and optimiser untouched) and scaled by examples / probe size:
-    every op of a training step is linear in the batch size. Elementwise optimiser work is not
-    counted (torch's convention).
+    Every op of a step is linear in one of three things: the examples of the batch (user
+    and item rows, the head), the batch's *unique* items (an encoder that trains runs once
+    per unique item, not per example) or nothing (once per step, e.g. a map over the whole
+    catalogue). Three probe steps on the probe's rows, counted with FlopCounterMode outside
+    any timed region (parameters and optimiser untouched), solve for the three rates:
+
+        probe P (r rows, u unique items)       F(P)  = a·r  + b·u  + c
+        P twice (2r rows, the same u items)    F(PP) = 2a·r + b·u  + c
+        P's rows of half its items (r', u')    F(P') = a·r' + b·u' + c
+
+    and the pass costs a·examples + b·Σ unique + c·steps, plus the same three rates for its
+    validation passes (forward only) and the counted pre-fit work (`setup_flops`). Elementwise
+    optimiser work is not counted (torch's convention).
     """
     from incbench.meter import count_flops
 
-    if examples == 0 or len(probe) == 0:
-        return 0
+    if isinstance(work, int):
+        work = FitResult(0, work, float("nan"))
+    if (work.examples == 0 and work.eval_examples == 0) or len(probe) == 0:
+        return work.setup_flops
     chosen = {id(p) for p in trainable_parameters(model, list(groups))}
     flags = [(p, p.requires_grad) for p in model.parameters()]
-    users = torch.from_numpy(probe["user_idx"].to_numpy(np.int64, copy=True))
-    items = torch.from_numpy(probe["item_idx"].to_numpy(np.int64, copy=True))
     device = next(model.parameters()).device
-    users, items = users.to(device), items.to(device)
-    labels = torch.zeros(len(probe), device=device)
     grads = {id(p): p.grad for p in model.parameters()}
+    probe = probe.reset_index(drop=True)
+    items = probe["item_idx"].unique()
+    half = probe[probe["item_idx"].isin(items[: max(1, len(items) // 2)])]
+    variants = [probe, pd.concat([probe, probe], ignore_index=True), half]
+
+    def counted(rows: pd.DataFrame, train: bool) -> int:
+        rows = rows.reset_index(drop=True)
+        users = torch.from_numpy(rows["user_idx"].to_numpy(np.int64, copy=True)).to(device)
+        items = torch.from_numpy(rows["item_idx"].to_numpy(np.int64, copy=True)).to(device)
+        labels = torch.zeros(len(rows), device=device)
+        model.prepare_training(rows, probe=True)
+        try:
+
+            def step():
+                positions = torch.arange(len(rows), device=device)
+                with torch.set_grad_enabled(train):
+                    loss = nn.functional.binary_cross_entropy_with_logits(
+                        model.score(users, items, rows=positions), labels
+                    )
+                    if not train:
+                        return
+                    penalty = model.penalty(users, items)
+                    full = loss if penalty is None else loss + penalty
+                    if extra_loss is not None:  # e.g. a teacher's forward pass: counted too
+                        full = full + extra_loss(model, Batch(users, items, labels, positions))
+                full.backward()
+
+            return count_flops(step)
+        finally:
+            model.finish_training()
+            for p in model.parameters():
+                p.grad = None
+
+    def rates(train: bool) -> tuple[float, float, float]:
+        (r1, u1), (r2, _), (r3, u3) = ((len(v), v["item_idx"].nunique()) for v in variants)
+        f1, f2, f3 = (counted(v, train) for v in variants)
+        a = (f2 - f1) / (r2 - r1)
+        b = (f1 - f3 - a * (r1 - r3)) / (u1 - u3) if u1 > u3 else 0.0
+        return a, b, f1 - a * r1 - b * u1
+
     try:
         for p in model.parameters():
             p.requires_grad_(id(p) in chosen)
             p.grad = None
-        model.prepare_training(probe.reset_index(drop=True), probe=True)
-
-        def step():
-            rows = torch.arange(len(probe), device=device)
-            loss = nn.functional.binary_cross_entropy_with_logits(
-                model.score(users, items, rows=rows), labels
-            )
-            penalty = model.penalty(users, items)
-            full = loss if penalty is None else loss + penalty
-            if extra_loss is not None:  # e.g. a teacher's forward pass: counted too
-                full = full + extra_loss(model, Batch(users, items, labels, rows))
-            full.backward()
-
-        flops = count_flops(step)
+        total = float(work.setup_flops)
+        if work.examples:
+            a, b, c = rates(train=True)
+            # without a per-item count, per-item work is 0 (nothing per item trains): b·u -> 0
+            b = b if work.unique_items else 0.0
+            total += a * work.examples + b * work.unique_items + c * work.steps
+        if work.eval_examples:
+            a, b, c = rates(train=False)
+            total += a * work.eval_examples + b * work.eval_unique_items + c * work.eval_calls
     finally:
-        model.finish_training()
         for p, flag in flags:
             p.requires_grad_(flag)
             p.grad = grads[id(p)]
-    return int(round(flops * examples / len(probe)))
+    return int(round(total))
 
 
 # ---- checkpoints: safetensors weights + JSON config (never pickle) --------------------------

@@ -241,9 +241,12 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
     budget = budget_from(params, backbone)
     if budget.tuning_trials is not None:
         cfg = dataclasses.replace(cfg, trials=budget.tuning_trials)
-    if cfg.trials == 0 or space is None:
-        record["reason"] = ("no trials in the budget (tuning.trials / budget.<backbone>.tuning_trials)"
-                            if cfg.trials == 0 else "no search_space in the method file")  # fmt: skip
+    skipped = budget.methods and method_name not in budget.methods
+    if cfg.trials == 0 or space is None or skipped:
+        record["reason"] = (
+            f"outside budget.{backbone}.methods (compute budget)" if skipped
+            else "no trials in the budget (tuning.trials / budget.<backbone>.tuning_trials)"
+            if cfg.trials == 0 else "no search_space in the method file")  # fmt: skip
         _write(out, record, pd.DataFrame(), None)
         return out
 

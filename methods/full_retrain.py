@@ -1,9 +1,10 @@
 """Re-initialise and train on all train data up to t (the backbone's pretraining recipe)."""
 
-import dataclasses
 from dataclasses import dataclass
 
 import pandas as pd
+
+from incbench.method import use_recipe as resolve  # None: the recipe's epochs and lr
 
 VERSION = "1"
 
@@ -12,15 +13,6 @@ VERSION = "1"
 class Params:
     epochs: int | None = None  # None: the backbone's pretrain_epochs (same recipe as M0), a maximum
     lr: float | None = None  # None: the backbone's lr
-
-
-def resolve(params, backbone_params):
-    """The concrete values a run uses: None takes the backbone's recipe (tuning's trial 0)."""
-    return dataclasses.replace(
-        params,
-        epochs=params.epochs if params.epochs is not None else backbone_params.pretrain_epochs,
-        lr=params.lr if params.lr is not None else backbone_params.lr,
-    )
 
 
 def search_space(trial):

@@ -5,10 +5,11 @@ dropped — window t plus the train parts of the `windows - 1` periods before it
 period counts as one). With `windows` larger than the history it equals full_retrain.
 """
 
-import dataclasses
 from dataclasses import dataclass
 
 import pandas as pd
+
+from incbench.method import use_recipe as resolve  # None: the recipe's epochs and lr
 
 VERSION = "1"
 
@@ -22,15 +23,6 @@ class Params:
     def __post_init__(self):
         if self.windows < 1:
             raise ValueError("windows >= 1")
-
-
-def resolve(params, backbone_params):
-    """The concrete values a run uses: None takes the backbone's recipe (tuning's trial 0)."""
-    return dataclasses.replace(
-        params,
-        epochs=params.epochs if params.epochs is not None else backbone_params.pretrain_epochs,
-        lr=params.lr if params.lr is not None else backbone_params.lr,
-    )
 
 
 def search_space(trial):

@@ -1,6 +1,7 @@
 """The cost meter on CPU."""
 
 import numpy as np
+import pytest
 
 from incbench.meter import Meter
 
@@ -77,3 +78,38 @@ def test_meter_sees_other_processes_work():
         child.wait()
     assert m.result.other_cpu_share > 0.15  # one of the machine's cores was busy elsewhere
     assert 0.0 <= m.result.steal_share <= 1.0 and m.result.other_cpu_share <= 1.0
+
+
+@pytest.mark.parametrize("groups", [("layer.1", "projection", "head"), ("user_tower", "head")])
+@pytest.mark.parametrize("cap", [0, 3])
+def test_update_flops_equal_the_flops_counted_over_the_real_fit(small_project, groups, cap):
+    """The probe model (rates per example, per unique item, per step; validation passes;
+    pre-fit work) predicts the FLOPs of a real text fit — encoder trained or not, early
+    stopping or a step cap — as FlopCounterMode counts them over the whole fit."""
+    import copy
+
+    from incbench import train
+    from incbench.meter import count_flops
+    from incbench.protocol import base_train
+    from incbench.split import load_windows
+    from tests.conftest import tiny_text
+
+    params, _, m0 = tiny_text(small_project)
+    windows = load_windows(small_project / "data" / "windows" / "synthetic")
+    rows = base_train(windows).iloc[:600]
+    model = copy.deepcopy(m0)
+    model.invalidate()
+    result = {}
+
+    def real_fit():
+        result["fit"] = train.fit(model, rows, n_items=windows.known(0)[1], n_negatives=2,
+                                  lr=0.01, epochs=3, batch_size=256, seed=0, groups=list(groups),
+                                  max_steps=cap, val_fraction=0.2, patience=1)  # fmt: skip
+
+    counted = count_flops(real_fit)
+    fit = result["fit"]
+    capped = bool(cap) and "layer.1" in groups  # the cap binds only encoder fits
+    assert fit.steps > 0 and (fit.eval_calls > 0) == (not capped)
+    assert (fit.unique_items > 0) == ("layer.1" in groups)
+    predicted = train.update_flops(model, groups, rows.iloc[:64], fit)
+    assert predicted == pytest.approx(counted, rel=1e-6)

@@ -69,7 +69,7 @@ def test_batches_are_seeded_and_counted(small_project):
     assert len(first) == len(second) > 0
     assert all(torch.equal(u1, u2) and torch.equal(i1, i2)
                for (u1, i1), (u2, i2) in zip(first, second))  # fmt: skip
-    assert a.fits[-1][2] == sum(len(u) for u, _ in first)  # examples, for the FLOP count
+    assert a.fits[-1][2].examples == sum(len(u) for u, _ in first)  # examples, for the FLOP count
     assert a.m0 is not None
 
 

@@ -66,3 +66,17 @@ def test_repro_noop_and_add_a_method(tmp_path):
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == new_work
     assert "| my_method (v1)" in (root / "results/tables/quality-synthetic-mf.md").read_text()
+
+    # step 4: the shipped loss-changing and adapter methods join the grid the same way
+    p["methods"].update({"ewc": {}, "lsat": {}})
+    (root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    new_work = {f"{stage}@synthetic-mf-{m}{tail}" for m in ("ewc", "lsat")
+                for stage, tail in (("tune", ""), ("run", "-0"))} | {"report"}  # fmt: skip
+    assert stale_stages(root) == new_work
+    out = dvc(root, "repro")
+    assert {
+        line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")
+    } == (new_work)
+    table = (root / "results/tables/quality-synthetic-mf.md").read_text()
+    assert "| ewc (v1)" in table
+    assert "needs transformer layers" in table  # lsat on mf: not applicable, and says why

@@ -102,3 +102,16 @@ class Backbone(nn.Module):
 
     def adopt_features(self, other: Backbone) -> None:
         """A fresh model (full_retrain) takes the previous model's data-derived features."""
+
+
+def grown(emb: nn.Embedding, n: int) -> nn.Embedding:
+    """`emb` with rows up to `n`: old rows kept bit for bit, new rows zero (a cold user or item
+    starts from the shared prior); the same object when it already has `n` rows."""
+    if n <= emb.num_embeddings:
+        return emb
+    new = nn.Embedding(n, emb.embedding_dim).to(emb.weight.device)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[: emb.num_embeddings] = emb.weight
+    new.weight.requires_grad_(emb.weight.requires_grad)
+    return new

