@@ -89,6 +89,9 @@ def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[
                         capped = per_window[per_window["fit_stopped"] == "max_steps"]
                         rec["capped_windows"] = len(capped)
                         rec["capped_steps"] = int(capped["fit_steps"].max()) if len(capped) else 0
+                        rec["budget_windows"] = int(
+                            (per_window["fit_stopped"] == "step_budget").sum()
+                        )
             records.append(rec)
     return records
 

@@ -123,9 +123,13 @@ class Protocol:
     seed: int = 0
     n_negatives: int = 4
     min_window_rows: int = 20
+    # equal compute (after Prabhu et al., "Computationally Budgeted Continual Learning", CVPR
+    # 2023): every update gets at most this many optimiser steps over all its fits (0 = off)
+    step_budget: int = 0
 
     def __post_init__(self):
         checks = [
+            (self.step_budget >= 0, "step_budget must be >= 0 (0 = off)"),
             (0.0 < self.base_fraction < 1.0, "base_fraction must be in (0, 1), e.g. 0.5"),
             (self.n_windows >= 1, "n_windows must be at least 1, e.g. 5"),
             (0.0 <= self.holdout_fraction < 1.0, "holdout_fraction must be in [0, 1), e.g. 0.1"),

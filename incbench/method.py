@@ -49,6 +49,7 @@ class UpdateContext:
     build: Callable[[int], nn.Module]  # seed -> freshly initialised model of the current size
     fit_defaults: dict[str, Any]
     device: str = "cpu"
+    step_budget: int = 0  # the protocol's equal-compute mode: optimiser steps per update (0 = off)
     m0: nn.Module | None = None  # the pretrained model (read-only: never train or modify it)
     periods: tuple[pd.DataFrame, ...] = ()  # train parts of periods 0..t-1 (history, split)
     trained: set[str] = dataclasses.field(default_factory=set)
@@ -78,6 +79,14 @@ class UpdateContext:
         self._calls += 1
         chosen = train.group_names(model) if groups is None else list(groups)
         self.trained.update(chosen)
+        budget = {}
+        if self.step_budget:  # equal compute: this fit gets what the update has left
+            left = self.step_budget - self.steps_used
+            if left <= 0:
+                result = train.FitResult(0, 0, float("nan"), stopped="step_budget")
+                self.results.append(result)
+                return result
+            budget["step_budget"] = left
         result = train.fit(
             model,
             interactions,
@@ -88,11 +97,17 @@ class UpdateContext:
             seed=train.seed_for(self.seed, self.t, "fit", self._calls),
             device=self.device,
             extra_loss=extra_loss,
+            **budget,
             **self.fit_defaults,
         )
         self.fits.append([model, tuple(chosen), result, extra_loss])  # FLOP count
         self.results.append(result)
         return result
+
+    @property
+    def steps_used(self) -> int:
+        """Optimiser steps this update's fits have taken so far."""
+        return sum(r.steps for r in self.results)
 
     @property
     def previous(self) -> nn.Module:

@@ -168,6 +168,7 @@ def make_context(
         fit_defaults={"n_negatives": setup.protocol.n_negatives, "batch_size": setup.bparams.batch_size,
                       **fit_options(setup.bparams, setup.budget)},
         device=setup.device, m0=m0, periods=tuple(history),
+        step_budget=setup.protocol.step_budget,
     )  # fmt: skip
 
 

@@ -67,6 +67,7 @@ COST: list[Column] = [
     ("trainable_params", "Trainable params", 0),
     ("changed_params", "Changed params", 0),
     ("delta_kb", "Delta KB", 1),
+    ("fit_steps", "Steps/update", 0),
     ("usd_per_update", "$ / update (est.)", 6),
     ("kwh_per_update", "kWh / update (est.)", 6),
     ("cost_vs_full_retrain", "Cost × full_retrain", 3),
@@ -97,7 +98,10 @@ def caption(root: Path, params: dict, dataset: str, backbone: str, records, what
         f"holdout {protocol.holdout_fraction:g}, positive = rating >= "
         f"{protocol.positive_threshold:g}, {protocol.n_negatives} negatives, full-catalogue "
         f"ranking. Split {split_hash}. Measured on {', '.join(devices)}."
-    )
+        + (f" Equal compute: every update at most {protocol.step_budget} optimiser steps over "
+           "all its fits, no early stopping (after Prabhu et al., CVPR 2023); steps used in the "
+           "cost table." if protocol.step_budget else "")
+    )  # fmt: skip
 
 
 KINDS = {

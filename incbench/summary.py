@@ -18,7 +18,7 @@ QUALITY_EXCLUDED = (
 COST_COLUMNS = ("update_wall_s", "update_cpu_s", "peak_mem_mb", "peak_mem_increase_mb",
                 "other_cpu_share", "steal_share", "loadavg_1m",
                 "update_gflops", "trainable_params", "changed_params", "delta_bytes",
-                "index_rebuild_ms", "train_rows")  # fmt: skip
+                "index_rebuild_ms", "train_rows", "fit_steps")  # fmt: skip
 
 
 def quality_summary(table: pd.DataFrame) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -86,6 +86,9 @@ def table(
                 steps = max(r["capped_steps"] for r in capped)
                 windows = max(r["capped_windows"] for r in capped)
                 status += f"; capped: ≤{steps} steps/update, compute budget ({windows} windows)"
+            if any(r.get("budget_windows") for r in ok):  # the protocol's equal-compute mode
+                windows = max(r["budget_windows"] for r in ok)
+                status += f"; step budget used up ({windows} windows)"
         else:
             first = recs[0]
             status = f"{first['status'].replace('_', ' ')}: {first['reason']}"

@@ -54,7 +54,7 @@ class FitResult:
     final_loss: float  # mean training loss of the last epoch (without the L2 penalty)
     first_loss: float = float("nan")  # mean training loss of the first epoch
     epochs: int = 0  # epochs of the fit that produced the weights (the refit's count)
-    stopped: str = ""  # early_stop | max_epochs | max_steps | no_validation | empty
+    stopped: str = ""  # early_stop | max_epochs | max_steps | step_budget | no_validation | empty
     val_loss: float = float("nan")  # best validation loss (early stopping only)
     # the work behind the FLOP count (update_flops): unique items per training step, summed
     # (counted when the fit trains a per-item group, e.g. an encoder), validation passes
@@ -114,6 +114,7 @@ def fit(
     groups: list[str] | None = None,
     weight_decay: float = 0.0,
     max_steps: int = 0,
+    step_budget: int = 0,
     val_fraction: float = 0.0,
     patience: int = 0,
     device: str = "cpu",
@@ -138,7 +139,8 @@ def fit(
     Both passes are part of the fit: its steps, examples and timed cost include them. A
     `max_steps` cap (a compute budget) disables the rule: the fit stops at the cap. A backbone
     that declares `capped_groups()` (text: the encoder's) has the cap bind only fits that train
-    one of them; every other fit runs to convergence.
+    one of them; every other fit runs to convergence. `step_budget` (the protocol's equal-compute
+    mode, what is left of the update's steps) caps every fit and disables the rule too.
     """
     params = trainable_parameters(model, groups)
     if not params or epochs == 0 or len(interactions) == 0:
@@ -154,6 +156,9 @@ def fit(
     capped = model.capped_groups()  # a budget that binds only some groups (None: every fit)
     if max_steps and capped is not None and not set(capped) & set(groups or group_names(model)):
         max_steps = 0
+    cap_reason = "max_steps"
+    if step_budget and (not max_steps or step_budget < max_steps):
+        max_steps, cap_reason = step_budget, "step_budget"
     n_val = int(round(val_fraction * len(interactions))) if patience and not max_steps else 0
     per_item = bool(capped) and bool(set(capped) & set(groups or group_names(model)))
     try:
@@ -212,7 +217,7 @@ def fit(
             first = loss if done == 0 else first
             steps, examples, done = steps + s, examples + e, done + 1
             if max_steps and steps >= max_steps:
-                stopped = "max_steps"
+                stopped = cap_reason
                 break
         return FitResult(steps, examples, loss, first, done, stopped, unique_items=run.unique,
                          **work)  # fmt: skip

@@ -120,3 +120,40 @@ def test_sliding_window_trains_on_the_newest_periods_only(small_project):
     assert two == len(ctx.window) + len(ctx.periods[-1])
     every, ctx = rows_trained(10)
     assert every == len(ctx.window) + sum(len(p) for p in ctx.periods)  # = full_retrain's data
+
+
+@pytest.mark.parametrize("name", ["fine_tune", "full_retrain", "replay", "lwf"])
+def test_equal_budget_gives_every_update_the_same_step_budget(small_project, name):
+    """protocol.step_budget: each update's fits together take at most that many optimiser
+    steps (no early stopping); what was used is recorded per window."""
+    import dataclasses
+
+    setup, m0 = small_setup(small_project, name)
+    setup = dataclasses.replace(setup, protocol=dataclasses.replace(setup.protocol, step_budget=3))
+    result = run_protocol(setup, m0)
+    windows = result.windows
+    assert (windows["status"] == "ok").all()
+    assert (windows["fit_steps"] <= 3).all() and (windows["fit_steps"] > 0).all()
+    assert set(windows["fit_stopped"]) <= {"step_budget", "max_epochs"}
+    assert result.cost["fit_steps"] <= 3
+
+
+def test_a_second_fit_gets_only_what_the_first_left(small_project):
+    import dataclasses
+
+    setup, m0 = small_setup(small_project, "fine_tune")
+    setup = dataclasses.replace(setup, protocol=dataclasses.replace(setup.protocol, step_budget=4))
+    model = copy.deepcopy(m0)
+    model.grow(*setup.windows.known(1))
+    ctx = make_context(setup, model, 1, [ctx_base(setup)], {}, m0)
+    first = ctx.fit(model, ctx.window, lr=0.01, epochs=50)
+    second = ctx.fit(model, ctx.window, lr=0.01, epochs=50)
+    third = ctx.fit(model, ctx.window, lr=0.01, epochs=50)
+    assert (first.steps, second.steps, third.steps) == (4, 0, 0)
+    assert third.stopped == "step_budget" and ctx.steps_used == 4
+
+
+def ctx_base(setup):
+    from incbench.protocol import base_train
+
+    return base_train(setup.windows)
