@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 
 from incbench import stats
+from incbench.metric_registry import TESTED
 
 REFERENCE = "full_retrain"
-TESTED = ("ndcg@10", "recall@10")
 ALPHA = 0.05
 FIRST_TESTED = 2  # window 1 evaluates the shared M0: identical for every method
 HEADLINE, PER_WINDOW = "headline", "per-window"

@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from incbench import io, method, references, synthetic
+from incbench import io, method, metric_registry, references, synthetic
 from incbench.config import ConfigError, from_mapping, load_params, protocol_from
 from incbench.progress import progress
 from incbench.split import Windows, split
 
-METRIC = "warm_user:ndcg@10"
+METRIC = metric_registry.HEADLINE
 REFERENCES = ("oracle", "popularity")
 
 

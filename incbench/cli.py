@@ -73,6 +73,14 @@ def cmd_tune(args) -> None:
     print(f"{out.name}: {detail}")
 
 
+def cmd_pretrain_inner(args) -> None:
+    from incbench.tuning import pretrain_inner
+
+    out = pretrain_inner(args.dataset, args.backbone, _root())
+    skipped = (out / "SKIPPED.json").exists()
+    print(f"inner M0s -> {out}" + (" (none: tuning is off for this backbone)" if skipped else ""))
+
+
 def cmd_reference(args) -> None:
     from incbench.references import run_reference
 
@@ -140,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("pretrain", cmd_pretrain, ("dataset", "backbone", "seed"), "train M0 on the base period"),
         ("run", cmd_run, ("dataset", "backbone", "method", "seed"), "the prequential loop for one method and seed"),
         ("tune", cmd_tune, ("dataset", "backbone", "method"), "tune a method's params on the base period (optuna)"),
+        ("pretrain-inner", cmd_pretrain_inner, ("dataset", "backbone"), "train tuning's inner M0s, shared by every study"),
     ):  # fmt: skip
         p = sub.add_parser(name, help=text)
         for axis in axes:

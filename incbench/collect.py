@@ -16,6 +16,7 @@ import yaml
 
 from incbench import io
 from incbench.config import ConfigError, HardwareProfile, budget_from
+from incbench.metric_registry import HEADLINE, RETENTION_MATRICES
 from incbench.paths import run_dir, tuning_dir
 
 
@@ -40,7 +41,7 @@ def reference_records(root: Path, params: dict, dataset: str) -> list[dict[str, 
             rec["logloss"] = None  # counts and probabilities are not logits: no log-loss
             per_window = pd.read_csv(folder / "windows.csv")
             rec["by_window"] = [None if pd.isna(v) else float(v)
-                                for v in per_window["warm_user:ndcg@10"]]  # fmt: skip
+                                for v in per_window[HEADLINE]]  # fmt: skip
         records.append(rec)
     return records
 
@@ -77,13 +78,13 @@ def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[
                 rec["per_user"] = pd.read_parquet(users) if users.exists() else None
                 if summary["status"] == "ok":
                     rec.update({k: v for k, v in (cost or {}).items() if k not in rec})
-                    rec["retention"] = summary["retention"]["ndcg@10"]
+                    rec["retention"] = summary["retention"][RETENTION_MATRICES[0]]
                     tuned = summary.get("tuning")
                     rec["tuning"] = f"{tuned['trials']} trials" if tuned else "defaults"
                     per_window = pd.read_csv(folder / "windows.csv")
                     per_window = per_window[per_window["status"] == "ok"]
                     rec["by_window"] = [
-                        None if pd.isna(v) else float(v) for v in per_window["warm_user:ndcg@10"]
+                        None if pd.isna(v) else float(v) for v in per_window[HEADLINE]
                     ]
                     if "fit_stopped" in per_window:  # the compute cap: which updates it cut
                         capped = per_window[per_window["fit_stopped"] == "max_steps"]

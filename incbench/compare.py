@@ -17,7 +17,8 @@ is accounted for; nothing is dropped silently:
     larger magnitude) or FLOAT_ABS_TOL (absolute, which matters only near zero);
   - with two or more seeds, `within seed noise`: the difference of the seed means is under
     twice its standard error from the seed spread, 2·sqrt(s_A²/n_A + s_B²/n_B);
-  - otherwise `CHANGED`. With a single seed (the `text` backbone's budget) there is no seed
+  - otherwise `CHANGED`. Counts (the metric registry's `count` family: users ranked, warm and
+    cold users, rows) do not depend on a model's floats and must be identical. With a single seed (the `text` backbone's budget) there is no seed
     spread, so anything beyond the float tolerance is `CHANGED`.
 
 Float tolerance: the same params and seed give a bit-identical summary.json on one CPU, but
@@ -47,7 +48,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from incbench import IncbenchError
+from incbench import IncbenchError, metric_registry
 
 FLOAT_REL_TOL = 1e-5
 FLOAT_ABS_TOL = 1e-9
@@ -162,6 +163,11 @@ def _verdict(va: list, vb: list) -> tuple[str, str, str]:
     return "CHANGED", f"abs Δ mean > 2·SE {noise:.2g}", shown
 
 
+def _family(key: str) -> str:
+    """The metric's family in the registry ('unregistered' for a key it does not know)."""
+    return metric_registry.get(key).family if metric_registry.known(key) else "unregistered"
+
+
 def _seeds(seeds) -> str:
     return ",".join(str(s) for s in seeds)
 
@@ -195,6 +201,8 @@ def _metrics(out: Comparison, name: str, seeds: list[int], sa: dict, sb: dict) -
             out.add(Row(name, _seeds(in_a), m, "–", "–", "–", kind, why))
             continue
         kind, detail, diff = _verdict(va, vb)
+        if kind != "identical" and _family(m) == "count":  # users, rows: no float noise
+            kind, detail = "CHANGED", "a count: compared exactly"
         out.add(Row(name, _seeds(in_a), m, _fmt(va), _fmt(vb), diff, kind, detail))
 
 

@@ -23,9 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from incbench.metric_registry import ITEM_SLICED, RETENTION, SLICED
 from incbench.metrics import KS, best_threshold, classification, ranking, tie_priority, top_k
-
-SLICED = ("ndcg@10", "recall@10", "f1@10", "hr@10", "mrr@10", "ndcg@20", "recall@20")
 
 USER_CHUNK = 1024
 
@@ -65,8 +64,8 @@ def rank_users(model, positives: pd.DataFrame, seen: pd.DataFrame, n_items: int,
             cold = torch.arange(n_items) >= cold_item_from
             for name, part in (("cold_item", pos & cold), ("warm_item", pos & ~cold)):
                 sliced = ranking(top, part, ks=(10,))
-                values[f"{name}:ndcg@10"] = sliced["ndcg@10"]
-                values[f"{name}:recall@10"] = sliced["recall@10"]
+                for metric in ITEM_SLICED:
+                    values[f"{name}:{metric}"] = sliced[metric]
         frames.append(pd.DataFrame(values))
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"user_idx": users})
     return out[out["n_pos"] > 0].reset_index(drop=True) if "n_pos" in out else out
@@ -131,11 +130,8 @@ def holdout(model, periods: list[pd.DataFrame], j: int, known: list[tuple[int, i
     cls = classification(rows["positive"].to_numpy(), logits(model, rows, device))
     positives = rows.loc[rows["positive"], ["user_idx", "item_idx"]]
     per_user = rank_users(model, positives, seen, known[j][1], None, device, tie_seed)
-    return {
-        "ndcg@10": _mean(per_user["ndcg@10"]) if len(per_user) else float("nan"),
-        "recall@10": _mean(per_user["recall@10"]) if len(per_user) else float("nan"),
-        "auc": cls["auc"],
-    }
+    ranked = lambda m: _mean(per_user[m]) if len(per_user) else float("nan")  # noqa: E731
+    return {m: cls[m] if m in cls else ranked(m) for m in RETENTION}
 
 
 def _mean(values: pd.Series) -> float:

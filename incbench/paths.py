@@ -3,6 +3,7 @@
 data/raw/<dataset>/                       fetched files (stage fetch)
 data/windows/<dataset>/                   the split (stage split)
 models/<dataset>-<backbone>-<seed>/       M0 (stage pretrain), + .pretrain.json beside it
+models/inner/<dataset>-<backbone>/seed-<s>/   tuning's inner M0s (stage pretrain_inner)
 results/tuning/<dataset>-<backbone>-<method>/   studies and best.json (stage tune)
 results/runs/<dataset>-<backbone>-<method>-<seed>/   one run (stage run / reference)
 """
@@ -27,6 +28,11 @@ def windows_dir(root: Path, dataset: str) -> Path:
 
 def model_dir(root: Path, dataset: str, backbone: str, seed: int) -> Path:
     return root / "models" / model_id(dataset, backbone, seed)
+
+
+def inner_models_dir(root: Path, dataset: str, backbone: str) -> Path:
+    """Tuning's inner M0s (one per tuning seed), shared by every method's study."""
+    return root / "models" / "inner" / f"{dataset}-{backbone}"
 
 
 def pretrain_record(root: Path, dataset: str, backbone: str, seed: int) -> Path:

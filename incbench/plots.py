@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from incbench import io, stats  # noqa: E402
+from incbench.metric_registry import HEADLINE  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "incbench", "figure.dpi": 110, "font.size": 9})
 
@@ -138,7 +139,7 @@ def make_plots(folder: Path, stem: str, records, dataset: str, backbone: str) ->
         width = max(len(r["by_window"]) for r in recs)
         curves[m] = np.array([[np.nan if v is None else v for v in r["by_window"]]
                               + [np.nan] * (width - len(r["by_window"])) for r in recs])  # fmt: skip
-        q = stats.mean_std_ci([r.get("warm_user:ndcg@10") for r in recs])
+        q = stats.mean_std_ci([r.get(HEADLINE) for r in recs])
         points[m] = (
             float(np.mean([r.get("update_wall_s") or 0.0 for r in recs])),
             q["mean"],

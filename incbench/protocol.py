@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from incbench import backbones, evaluate, method, train
+from incbench import backbones, evaluate, method, metric_registry, train
 from incbench.config import (
     Budget,
     ConfigError,
@@ -261,9 +261,9 @@ def _result(setup: Setup, status, reason, rows, per_user, retention) -> RunResul
     table = pd.DataFrame(rows)
     ok = table[table["status"] == "ok"] if len(table) else table
     next_window, window_1 = quality_summary(table)
-    ret = pd.DataFrame(retention, columns=["t", "j", "ndcg@10", "recall@10", "auc"])
+    ret = pd.DataFrame(retention, columns=["t", "j", *metric_registry.RETENTION])
     matrix = {}
-    for metric in ("ndcg@10", "auc"):
+    for metric in metric_registry.RETENTION_MATRICES:
         n = windows.n_windows
         grid = [[None] * (n + 1) for _ in range(n + 1)]
         for r in ret.to_dict("records"):

@@ -37,52 +37,34 @@ from incbench.config import (
     load_params,
     protocol_from,
 )
+from incbench.metric_registry import HEADLINE, TESTED, column
 from incbench.plots import make_plots
 from incbench.tables import Column, latency_rows, quality_rows, table, write_table
 
 QUALITY: list[Column] = [  # headline: warm users, windows 2..N (summary["next_window"])
-    ("warm_user:ndcg@10", "NDCG@10", 4),
-    ("warm_user:recall@10", "Recall@10", 4),
-    ("warm_user:f1@10", "F1@10", 4),
-    ("warm_users", "Users/window", 0),
-    ("cold_user:ndcg@10", "NDCG@10 cold users", 4),
-    ("cold_users", "Cold users/window", 0),
-    ("cold_item:ndcg@10", "NDCG@10 cold items", 4),
-    ("auc", "AUC", 4),
-    ("gauc", "GAUC", 4),
-    ("logloss", "LogLoss", 4),
-    ("accuracy", "Accuracy", 4),
-    ("f1", "F1", 4),
-    ("update_wall_s", "Update s", 2),
-    ("cost_vs_full_retrain", "Cost × full_retrain", 3),
+    column(HEADLINE),
+    column("warm_user:recall@10"),
+    column("warm_user:f1@10"),
+    column("warm_users"),
+    column("cold_user:ndcg@10"),
+    column("cold_users"),
+    column("cold_item:ndcg@10"),
+    *(column(m) for m in ("auc", "gauc", "logloss", "accuracy", "f1")),
+    column("update_wall_s", digits=2),
+    column("cost_vs_full_retrain"),
     ("tuning", "Tuning", None),
 ]
-MARKED = {"warm_user:ndcg@10": "ndcg@10", "warm_user:recall@10": "recall@10"}  # column -> tested
-COST: list[Column] = [
-    ("update_wall_s", "Update s", 3),
-    ("update_cpu_s", "CPU s", 3),
-    ("peak_mem_mb", "Peak MB", 0),
-    ("peak_mem_increase_mb", "Peak +MB", 1),
-    ("update_gflops", "GFLOPs", 2),
-    ("trainable_params", "Trainable params", 0),
-    ("changed_params", "Changed params", 0),
-    ("delta_kb", "Delta KB", 1),
-    ("fit_steps", "Steps/update", 0),
-    ("usd_per_update", "$ / update (est.)", 6),
-    ("kwh_per_update", "kWh / update (est.)", 6),
-    ("cost_vs_full_retrain", "Cost × full_retrain", 3),
-    ("cpu_vs_full_retrain", "CPU × full_retrain", 3),
-    ("cost_vs_fine_tune", "Cost × fine_tune", 3),
-    ("busy_pct", "Others' CPU % (max)", 0),
-]
-LATENCY: list[Column] = [
-    ("serve_p50_ms", "p50 ms", 3),
-    ("serve_p95_ms", "p95 ms", 3),
-    ("serve_p99_ms", "p99 ms", 3),
-    ("serve_users_per_s", "Users/s (batched)", 0),
-    ("serve_mflops_per_request", "MFLOPs / request", 3),
-    ("index_rebuild_ms", "Index rebuild ms", 2),
-]
+MARKED = {f"warm_user:{m}": m for m in TESTED}  # column -> the tested per-user metric
+COST: list[Column] = [column(m) for m in (
+    "update_wall_s", "update_cpu_s", "peak_mem_mb", "peak_mem_increase_mb", "update_gflops",
+    "trainable_params", "changed_params", "delta_kb", "fit_steps", "usd_per_update",
+    "kwh_per_update", "cost_vs_full_retrain", "cpu_vs_full_retrain", "cost_vs_fine_tune",
+    "busy_pct",
+)]  # fmt: skip
+LATENCY: list[Column] = [column(m) for m in (
+    "serve_p50_ms", "serve_p95_ms", "serve_p99_ms", "serve_users_per_s",
+    "serve_mflops_per_request", "index_rebuild_ms",
+)]  # fmt: skip
 
 
 def caption(root: Path, params: dict, dataset: str, backbone: str, records, what: str) -> str:

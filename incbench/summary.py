@@ -7,18 +7,11 @@ from typing import Any
 
 import pandas as pd
 
-QUALITY_EXCLUDED = (
-    "window",
-    "status",
-    "threshold",
-    "warm_rows",
-)  # per-window columns that are not metrics
+from incbench import metric_registry
 
+QUALITY_FAMILIES = ("ranking", "classification", "count")  # what a summary's next_window holds
 
-COST_COLUMNS = ("update_wall_s", "update_cpu_s", "peak_mem_mb", "peak_mem_increase_mb",
-                "other_cpu_share", "steal_share", "loadavg_1m",
-                "update_gflops", "trainable_params", "changed_params", "delta_bytes",
-                "index_rebuild_ms", "train_rows", "fit_steps")  # fmt: skip
+COST_COLUMNS = metric_registry.COST  # per-window cost figures, averaged into cost.json
 
 
 def quality_summary(table: pd.DataFrame) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -30,8 +23,8 @@ def quality_summary(table: pd.DataFrame) -> tuple[dict[str, Any], dict[str, Any]
     ok = table[table["status"] == "ok"] if len(table) else table
     if not len(ok):
         return {}, {}
-    names = [c for c in ok.columns if c not in QUALITY_EXCLUDED and c not in COST_COLUMNS
-             and not c.startswith(("serve_", "fit_", "peak_mem"))]  # fmt: skip
+    names = [c for c in ok.columns if metric_registry.known(c)
+             and metric_registry.get(c).family in QUALITY_FAMILIES]  # fmt: skip
     numeric = [c for c in names if pd.api.types.is_numeric_dtype(ok[c])]
     late = ok[ok["window"] >= 2] if ok["window"].max() >= 2 else ok
     first = ok[ok["window"] == 1]

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import statistics
 from pathlib import Path
@@ -64,7 +65,7 @@ from typing import Any
 
 import pandas as pd
 
-from incbench import io, method, train
+from incbench import io, method, metric_registry, train
 from incbench.config import (
     ConfigError,
     Protocol,
@@ -74,7 +75,7 @@ from incbench.config import (
     protocol_from,
 )
 from incbench.data import Tables
-from incbench.paths import tuning_dir
+from incbench.paths import inner_models_dir, tuning_dir
 from incbench.split import Windows, load_windows, split
 
 OBJECTIVE = "next-window warm-user NDCG@10 of inner windows 2..n, mean over tuning seeds"
@@ -177,7 +178,7 @@ class SkipLastUpdate:
         return ctx.model if ctx.t >= self._last else self._module.update(ctx, params)
 
 
-OBJECTIVE_METRIC = "warm_user:ndcg@10"  # the tables' headline metric
+OBJECTIVE_METRIC = metric_registry.HEADLINE  # the tables' headline metric
 
 
 def inner_value(table: pd.DataFrame) -> float | None:
@@ -210,6 +211,52 @@ def adoption(
             "sd_gain_median": sd_median, "median_over_trials": len(floor),
             "std_defaults": statistics.stdev(defaults),
             "std_challenger": statistics.stdev(challenger)}  # fmt: skip
+
+
+def inner_key(inner: Protocol, bparams, windows: Windows, seed: int, max_steps: int) -> str:
+    """What an inner M0 depends on: a stored one is used only when its key matches."""
+    ident = {"protocol": dataclasses.asdict(inner), "backbone": dataclasses.asdict(bparams),
+             "split": windows.manifest.get("sha256", {}), "seed": seed, "max_steps": max_steps}  # fmt: skip
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _trials(params: dict, backbone: str) -> int:
+    budget = budget_from(params, backbone)
+    return tuning_from(params).trials if budget.tuning_trials is None else budget.tuning_trials
+
+
+def pretrain_inner(dataset: str, backbone: str, root: Path) -> Path:
+    """`incbench pretrain-inner`: the inner M0 of every tuning seed, trained once per
+    (dataset, backbone) and shared by all methods' studies (each would otherwise train its
+    own: the same model, most of a short study's time). Nothing when tuning is off."""
+    from incbench.protocol import backbone_params, pretrain_model, resolve_device
+
+    params = load_params(root)
+    cfg, protocol = tuning_from(params), protocol_from(params)
+    budget = budget_from(params, backbone)
+    out = inner_models_dir(root, dataset, backbone)
+    with io.atomic_dir(out) as build:
+        if _trials(params, backbone) == 0:
+            io.write_json(build / "SKIPPED.json", {"reason": "no tuning trials in the budget"})
+            return out
+        device = resolve_device(params.get("device", "cpu"))
+        bmodule, bparams = backbone_params(params, backbone)
+        windows = load_windows(root / "data" / "windows" / dataset)
+        inner, inner_protocol = inner_windows(windows, protocol, cfg)
+        for seed in cfg.seeds:
+            m0, fit = pretrain_model(inner, bmodule, bparams, inner_protocol, seed, device, budget)
+            train.save_model(m0, backbone, build / f"seed-{seed}")
+            key = inner_key(inner_protocol, bparams, windows, seed, budget.max_steps)
+            io.write_json(build / f"seed-{seed}.json", {"key": key, **dataclasses.asdict(fit)})
+    return out
+
+
+def _stored_inner_m0(folder: Path, key: str, device: str):
+    """The stored inner M0 if its key matches (else None: the study trains its own)."""
+    meta = folder.parent / f"{folder.name}.json"
+    if not meta.exists() or json.loads(meta.read_text()).get("key") != key:
+        return None
+    return train.load_model(folder, device)[1]
 
 
 def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
@@ -302,9 +349,13 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
 
     def evaluate_setting(mparams, seed: int) -> tuple[float | None, str]:
         """(objective on one seed, why not): the inner protocol from that seed's inner M0."""
-        if seed not in m0s:  # one inner M0 per seed, trained once per study
-            m0s[seed] = pretrain_model(inner, bmodule, bparams, inner_protocol, seed, device,
-                                       budget)[0]  # fmt: skip
+        if seed not in m0s:  # one inner M0 per seed: stage pretrain_inner's, or trained here
+            key = inner_key(inner_protocol, bparams, windows, seed, budget.max_steps)
+            stored = inner_models_dir(root, dataset, backbone) / f"seed-{seed}"
+            m0s[seed] = _stored_inner_m0(stored, key, device)
+            if m0s[seed] is None:
+                m0s[seed] = pretrain_model(inner, bmodule, bparams, inner_protocol, seed, device,
+                                           budget)[0]  # fmt: skip
         setup = Setup(inner, trial_spec, mparams, inner_protocol, backbone, bmodule, bparams, seed,
                       device, lean=True, budget=budget)  # fmt: skip
         result = run_protocol(setup, m0s[seed])

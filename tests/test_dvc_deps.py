@@ -18,6 +18,7 @@ ENTRY = {
     "reference": "incbench.references",
     "pretrain": "incbench.stages",
     "tune": "incbench.tuning",
+    "pretrain_inner": "incbench.tuning",
     "run": "incbench.stages",
     "calibrate": "incbench.calibration",
     "report": "incbench.report",

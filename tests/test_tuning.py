@@ -101,6 +101,35 @@ def test_same_seed_same_study_and_per_seed_values(small_project, tmp_path):
     pd.testing.assert_frame_equal(trials, pd.read_csv(b / "trials.csv"))
 
 
+def test_shared_inner_m0s_give_the_same_study(small_project, tmp_path):
+    """Stage pretrain_inner's stored inner M0s (loaded by every study) give the study that
+    training them in the study gives; a stored model whose key does not match is not used."""
+    inline = tuning.tune("synthetic", "mf", "fine_tune", _project(small_project, tmp_path, "a"))
+    root = _project(small_project, tmp_path, "b")
+    shared = tuning.pretrain_inner("synthetic", "mf", root)
+    assert sorted(f.name for f in shared.iterdir()) == [
+        "seed-0",
+        "seed-0.json",
+        "seed-1",
+        "seed-1.json",
+    ]
+    stored = tuning.tune("synthetic", "mf", "fine_tune", root)
+    pd.testing.assert_frame_equal(pd.read_csv(inline / "trials.csv"),
+                                  pd.read_csv(stored / "trials.csv"))  # fmt: skip
+    meta = shared / "seed-0.json"
+    meta.write_text(meta.read_text().replace('"key": "', '"key": "stale'))
+    assert tuning._stored_inner_m0(shared / "seed-0", "anything", "cpu") is None
+
+
+def test_pretrain_inner_trains_nothing_when_tuning_is_off(small_project, tmp_path):
+    root = _project(small_project, tmp_path, "c")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["tuning"]["trials"] = 0
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tuning.pretrain_inner("synthetic", "mf", root)
+    assert [f.name for f in out.iterdir()] == ["SKIPPED.json"]
+
+
 def test_interrupted_study_resumes(small_project, tmp_path, monkeypatch):
     import incbench.protocol as protocol
 
