@@ -1,6 +1,6 @@
 """Why the text model looks like it does: ablations of `text` on ml-100k, M0 kept frozen.
 
-A plain script (not collected by pytest): `python benchmarks/diagnose_text.py` (about 3 min
+A plain script (not collected by pytest): `python benchmarks/diagnose_text.py` (about 5 min
 on 2 cores; needs data/windows/ml-100k, i.e. `dvc repro split@ml-100k`). Each variant trains
 M0 on the base period with the backbone's recipe, is then served unchanged on windows 1..5
 (profiles fed as in the protocol) and prints the mean over the windows of
@@ -17,6 +17,8 @@ Variants:
                    former recipe's train/serve skew)
     no-text-l2     the same without the L2 on the text parts (l2_content 0)
     text-items     no item ID part: items are their text only (the former item side)
+    id-dropout     the recipe with 50% of training examples hiding their item ID part
+                   (DropoutNet-style; `id_dropout: 0.5`), so the text part must score alone
     mf, popularity the ID-only backbone and the count floor, for scale
 """
 
@@ -79,6 +81,7 @@ def main(root: Path) -> dict:
             dataclasses.replace(base, pretrain_groups=("user_tower", "projection", "head")),
             False,
         ),  # fmt: skip
+        "id-dropout": (dataclasses.replace(base, id_dropout=0.5), False),
     }
     real = text.profiles_before
     for name, (params, skew) in variants.items():

@@ -4,6 +4,9 @@
     recent_popularity  the same counts over the last period before t only
     oracle             synthetic data only: the generator's own chance that a user's next
                        interaction in window t is a liked one (incbench/synthetic.py, Truth)
+    stale_oracle       synthetic data only: the same chance as it was during the base period
+                       (the truth's phases weighted by the base period's rows), served
+                       unchanged: the best a model that never updates could know
 
 Popularity is the floor a learned backbone must clear; the oracle is the ceiling on data whose
 truth is known — for ranking: it scores P(next interaction is liked and is this item), not
@@ -25,7 +28,7 @@ import torch
 from incbench import evaluate, io
 from incbench.split import Windows
 
-NAMES = ("popularity", "recent_popularity", "oracle")
+NAMES = ("popularity", "recent_popularity", "oracle", "stale_oracle")
 VERSION = "1"  # bump when a reference's definition changes
 
 
@@ -62,14 +65,15 @@ def popularity(windows: Windows, t: int, recent: bool = False) -> Scores:
     return Scores(np.log1p(np.bincount(items, minlength=n_items)[:n_items].astype(np.float64)))
 
 
-def oracle(windows: Windows, t: int, truth) -> Scores:
-    """The truth's expected-liked chance per (user, item), averaged over window t's phases.
+def oracle(windows: Windows, t: int, truth, stale: bool = False) -> Scores:
+    """The truth's expected-liked chance per (user, item), averaged over window t's phases
+    (`stale`: over the base period's phases, whatever t is).
 
     A window can straddle phases of the generator: each phase is weighted by the share of
-    window t's interactions that fall in it.
+    window t's (or the base period's) interactions that fall in it.
     """
     n_users, n_items = windows.known(t)
-    phases = truth.phase_of(windows.periods[t]["timestamp"].to_numpy())
+    phases = truth.phase_of(windows.periods[0 if stale else t]["timestamp"].to_numpy())
     weights = np.bincount(phases, minlength=truth.n_phases) / len(phases)
     threshold = (windows.manifest.get("protocol") or {}).get("positive_threshold", 4.0)
     raw_users = windows.users["user"].to_numpy()[:n_users].astype(np.int64)
@@ -90,6 +94,10 @@ def scorer(name: str, windows: Windows, t: int, truth=None) -> Scores:
         if truth is None:
             raise ValueError("the oracle reference needs the generator's truth (synthetic data)")
         return oracle(windows, t, truth)
+    if name == "stale_oracle":
+        if truth is None:
+            raise ValueError("the stale oracle reads the generator's truth (synthetic data)")
+        return oracle(windows, t, truth, stale=True)
     raise ValueError(f"unknown reference {name!r}; known: {list(NAMES)}")
 
 
@@ -120,7 +128,7 @@ def run_reference(dataset: str, name: str, root: Path) -> Path:
     protocol = protocol_from(load_params(root))
     windows = load_windows(root / "data" / "windows" / dataset)
     truth = None
-    if name == "oracle":
+    if name in ("oracle", "stale_oracle"):
         truth = synthetic.Truth.load(root / "data" / "raw" / dataset / "truth.npz")
     table, per_user = evaluate_reference(name, windows, truth, protocol.seed)
     next_window, window_1 = quality_summary(table)

@@ -275,3 +275,31 @@ def test_pretrained_encoder_layers_train_at_a_scaled_learning_rate(setup_m0):
     rates = [g["lr"] for g in opt.param_groups]
     assert rates == pytest.approx([0.003 * PARAMS.encoder_lr_scale, 0.003, 0.003])
     assert m0.lr_scale("lora") == 1.0 and m0.lr_scale("user_tower") == 1.0
+
+
+def test_id_dropout_hides_item_ids_in_training_steps_only(setup_m0):
+    """id_dropout: a seeded share of training examples scores an item from its text alone;
+    validation passes (no grad) and serving always see the ID part."""
+    import dataclasses
+
+    windows, m0 = setup_m0
+    model = copy.deepcopy(m0)
+    model.params = dataclasses.replace(model.params, id_dropout=0.5)
+    with torch.no_grad():  # give the item ID parts weight, so hiding them shows
+        model.item_emb.weight.normal_(0, 1.0)
+    rows = base_train(windows).iloc[:400].reset_index(drop=True)
+    users = torch.tensor(rows["user_idx"].values)
+    items = torch.tensor(rows["item_idx"].values)
+    positions = torch.arange(len(rows))
+    model.prepare_training(rows)
+    try:
+        with torch.no_grad():
+            full = model.score(users, items, rows=positions)
+        dropped = model.score(users, items, rows=positions).detach()
+    finally:
+        model.finish_training()
+    hidden = (dropped != full).float().mean().item()
+    assert 0.35 < hidden < 0.65
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.score(users, items), model.score(users, items))

@@ -114,3 +114,38 @@ def test_calibration_summary_and_checks_come_from_the_measured_numbers():
     assert got.loc[(0.0, "frozen"), "of_oracle"] == pytest.approx(0.5)
     assert any("required >= 1.3: PASS" in line for line in lines)
     assert any("frozen 0.0500 above popularity 0.0800: FAIL" in line for line in lines)
+
+
+def test_stale_oracle_is_the_base_period_truth_served_unchanged():
+    """Without drift it equals the oracle; with drift it keeps the base period's truth."""
+    protocol = Protocol(n_windows=3)
+    windows, truth = calibration.stream(SMALL, protocol, 0.0)
+    for t in (1, 3):
+        assert np.allclose(references.scorer("stale_oracle", windows, t, truth).table.numpy(),
+                           references.oracle(windows, t, truth).table.numpy())  # fmt: skip
+    windows, truth = calibration.stream(SMALL, protocol, 1.0)
+    stale = references.scorer("stale_oracle", windows, 3, truth).table.numpy()
+    assert np.array_equal(stale, references.scorer("stale_oracle", windows, 1, truth).table.numpy())
+    assert not np.allclose(stale, references.oracle(windows, 3, truth).table.numpy())
+
+
+def test_a_check_the_truth_cannot_meet_says_so():
+    """frozen below popularity while even the stale oracle is below it: 'not attainable', with
+    the truth's numbers — never PASS, never a bare FAIL; full_retrain's check is unaffected."""
+    cal = dataclasses.replace(
+        SMALL, shifts=(0.0, 0.8), seeds=(0, 1), methods=("frozen", "full_retrain")
+    )
+    values = {  # (shift, row) -> NDCG per window 1..3
+        (0.0, "oracle"): 0.30, (0.0, "stale_oracle"): 0.30, (0.0, "popularity"): 0.03,
+        (0.0, "frozen"): 0.25, (0.0, "full_retrain"): 0.25,
+        (0.8, "oracle"): 0.40, (0.8, "stale_oracle"): 0.06, (0.8, "popularity"): 0.08,
+        (0.8, "frozen"): 0.05, (0.8, "full_retrain"): 0.09,
+    }  # fmt: skip
+    rows = [(shift, row, seed if row in cal.methods else -1, w, v)
+            for (shift, row), v in values.items() for seed in (0, 1) for w in (1, 2, 3)]  # fmt: skip
+    long = pd.DataFrame(rows, columns=["shift", "row", "seed", "window", "ndcg"]).drop_duplicates()
+    _, lines = calibration.summarise(long, cal)
+    frozen = next(line for line in lines if "frozen 0.0500 above popularity" in line)
+    assert "not attainable" in frozen and "0.0600" in frozen and "FAIL" not in frozen
+    retrain = next(line for line in lines if "full_retrain 0.0900 above popularity" in line)
+    assert retrain.endswith("PASS")

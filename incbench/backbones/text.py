@@ -75,10 +75,13 @@ class Params(Recipe):  # the recipe's fields (pretrain_epochs, lr, …) come fro
     l2_content: float = 0.01  # per-batch L2 on the text parts of those rows (c_i, a_i, A·profile)
     item_batch: int = 512  # items per encoder call when encoding the catalogue
     encoder_lr_scale: float = 0.01  # lr of pretrained encoder weights = method lr × this
+    id_dropout: float = 0.0  # share of training examples whose item ID part is hidden
 
     def __post_init__(self):
         if self.max_tokens < 4 or self.dim < 1 or self.recent < 1 or self.item_batch < 1:
             raise ConfigError("backbones.text: max_tokens >= 4, dim, recent, item_batch >= 1")
+        if not 0 <= self.id_dropout < 1:
+            raise ConfigError("backbones.text: 0 <= id_dropout < 1")
         if self.init_std <= 0 or self.l2 < 0 or self.l2_content < 0 or self.encoder_lr_scale <= 0:
             raise ConfigError(
                 "backbones.text: init_std > 0, l2 >= 0, l2_content >= 0, encoder_lr_scale > 0"
@@ -411,7 +414,10 @@ class TextRec(Backbone):
         prof = profiles_before(users, rows["item_idx"].to_numpy(np.int64), ts,
                                self.profile.cpu().numpy(), self.profile_ts.cpu().numpy(),
                                self.params.recent)  # fmt: skip
+        gen = torch.Generator(device=device)  # ID dropout's draws: seeded by the rows
+        gen.manual_seed(int(users.sum()) * 1_000_003 + len(users))
         self._fit = {"first": first, "pooled": pooled, "hidden": hidden, "rows_of": rows_of,
+                     "generator": gen,
                      "profile": torch.from_numpy(prof).to(device)}  # fmt: skip
 
     def finish_training(self) -> None:
@@ -441,11 +447,18 @@ class TextRec(Backbone):
         return self.user_emb(users) + text_part
 
     def _items(self, items: torch.Tensor, pooled_items: torch.Tensor):
+        """v_i = projection(text) + ID part; with `id_dropout` (training steps only), a seeded
+        share of examples sees the text part alone, as a never-seen item does (DropoutNet,
+        Volkovs et al. 2017): the text part must carry the score by itself."""
         content = self.projection(pooled_items)
+        ids, id_bias = self.item_emb(items), self.item_bias(items).squeeze(-1)
         if self._fit is not None:
             self._fit["item_text"] = content
-        vec = content[:, :-1] + self.item_emb(items)
-        return vec, content[:, -1] + self.item_bias(items).squeeze(-1)
+            if self.params.id_dropout and torch.is_grad_enabled():
+                keep = torch.rand(len(items), generator=self._fit["generator"],
+                                  device=items.device) >= self.params.id_dropout  # fmt: skip
+                ids, id_bias = ids * keep.unsqueeze(-1), id_bias * keep
+        return content[:, :-1] + ids, content[:, -1] + id_bias
 
     def score(self, users: torch.Tensor, items: torch.Tensor, rows=None) -> torch.Tensor:
         """Logits per (user, item); `rows` (training only): positions in prepare_training's rows,
