@@ -191,6 +191,8 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
     status, reason = "ok", ""
     history = [base_train(windows)]
     tie = setup.protocol.seed  # ties in rankings: one permutation per protocol, every method
+    if not setup.lean:  # a first build loads and tokenises (text), cached for the process:
+        setup.build(*known[1], seed=0)  # here, not inside the first timed fresh_model()
     model.grow(*known[1])
     if why := spec.not_applicable(make_context(setup, model, 1, history, state)):
         return _not_applicable(setup, why)

@@ -303,3 +303,36 @@ def test_id_dropout_hides_item_ids_in_training_steps_only(setup_m0):
     model.eval()
     with torch.no_grad():
         assert torch.equal(model.score(users, items), model.score(users, items))
+
+
+def test_loading_and_tokenising_stay_outside_the_timed_update(small_project, monkeypatch):
+    """full_retrain builds a fresh text model each window; the catalogue's tokenisation (and
+    the encoder's load) happen before the loop, never inside a Meter block."""
+    from incbench import meter, protocol
+    from tests.conftest import small_setup
+
+    setup, m0 = small_setup(small_project, "full_retrain", backbone="text")
+    text._tokenised.cache_clear()
+    inside, calls = {"now": False}, []
+    real_enter, real_exit, real_tok = meter.Meter.__enter__, meter.Meter.__exit__, text._tokenised
+
+    def enter(self):
+        inside["now"] = True
+        return real_enter(self)
+
+    def leave(self, *exc):
+        inside["now"] = False
+        return real_exit(self, *exc)
+
+    def tokenised(*args):
+        calls.append((inside["now"], real_tok.cache_info().currsize))
+        return real_tok(*args)
+
+    monkeypatch.setattr(meter.Meter, "__enter__", enter)
+    monkeypatch.setattr(meter.Meter, "__exit__", leave)
+    monkeypatch.setattr(text, "_tokenised", tokenised)
+    result = protocol.run_protocol(setup, m0)
+    assert result.summary["status"] == "ok"
+    misses = [c for c in calls if c[0]]
+    assert calls and calls[0] == (False, 0)  # the first (uncached) tokenisation: before the loop
+    assert all(size > 0 for _, size in misses)  # inside updates: cache hits only
