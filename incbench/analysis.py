@@ -32,6 +32,7 @@ import pandas as pd
 
 from incbench import stats
 from incbench.metric_registry import TESTED
+from incbench.records import RunRecord
 
 REFERENCE = "full_retrain"
 ALPHA = 0.05
@@ -164,7 +165,7 @@ def marks(sig: pd.DataFrame) -> dict[tuple[str, str], str]:
             if v in symbol}  # fmt: skip
 
 
-def continual(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def continual(records: list[RunRecord]) -> list[RunRecord]:
     """Per record: forgetting, BWT, next-window NDCG@10 by window, gap to full_retrain."""
     reference = {r["seed"]: r["by_window"] for r in records
                  if r["method"] == REFERENCE and r["status"] == "ok"}  # fmt: skip
@@ -172,17 +173,17 @@ def continual(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if rec["status"] != "ok":
             continue
         R = rec["retention"]
-        rec["forgetting"] = stats.forgetting(R)
-        rec["bwt"] = stats.bwt(R)
+        derived = {"forgetting": stats.forgetting(R), "bwt": stats.bwt(R)}
         curve = rec["by_window"]
         for t, value in enumerate(curve, start=1):
-            rec[f"w{t}"] = value
+            derived[f"w{t}"] = value
         ref = reference.get(rec["seed"])
         if ref is not None:  # paired by window; window 1 (the shared M0) left out of the mean
             gaps = {t: a - b for t, (a, b) in enumerate(zip(curve, ref), start=1)
                     if a is not None and b is not None}  # fmt: skip
             late = [g for t, g in gaps.items() if t >= FIRST_TESTED]
-            rec["gap_to_full_retrain"] = float(np.mean(late)) if late else None
+            derived["gap_to_full_retrain"] = float(np.mean(late)) if late else None
             for t, gap in gaps.items():
-                rec[f"gap_w{t}"] = gap
+                derived[f"gap_w{t}"] = gap
+        rec.derived.update(derived)
     return records

@@ -1,10 +1,11 @@
-"""Run records for the report: one per (method, seed) of the grid and one per reference row,
-built once from the run folders (summary, cost, provenance, per-user rows read here and
-nowhere else), then derived columns ($, kWh, ratios to full_retrain) added in place.
+"""Run records for the report (`records.RunRecord`): one per (method, seed) of the grid and one
+per reference row, built once from the run folders (summary, cost, provenance, per-user rows
+read here and nowhere else); `add_estimates` fills their `derived` ($, kWh, ratios).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -18,83 +19,85 @@ from incbench import io
 from incbench.config import ConfigError, HardwareProfile, budget_from
 from incbench.metric_registry import HEADLINE, RETENTION_MATRICES
 from incbench.paths import run_dir, tuning_dir
+from incbench.records import RunRecord
 
 
 def load_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def reference_records(root: Path, params: dict, dataset: str) -> list[dict[str, Any]]:
+def reference_records(root: Path, params: dict, dataset: str) -> list[RunRecord]:
     """The reference rows (params.yaml `references`), one record each: the same for every
     backbone of the dataset; `kind` tells them from methods."""
     records = []
     for name in params.get("references") or []:
         folder = root / "results" / "runs" / f"{dataset}-reference-{name}-0"
         summary = load_json(folder / "summary.json")
-        rec = {"method": name, "seed": 0, "version": None, "status": "missing", "kind": "reference",
-               "reason": f"no result in {folder.relative_to(root)}: run dvc repro",
-               "folder": folder, "tuning": "–"}  # fmt: skip
+        rec = RunRecord(name, 0, "reference", "missing", folder=folder, tuning="–",
+                        reason=f"no result in {folder.relative_to(root)}: run dvc repro")  # fmt: skip
         if summary:
-            rec.update(version=summary["method_version"], status=summary["status"],
-                       reason=summary["reason"], **summary["next_window"])  # fmt: skip
-            rec["window_1"] = summary.get("window_1") or {}
-            rec["logloss"] = None  # counts and probabilities are not logits: no log-loss
             per_window = pd.read_csv(folder / "windows.csv")
-            rec["by_window"] = [None if pd.isna(v) else float(v)
-                                for v in per_window[HEADLINE]]  # fmt: skip
+            rec = dataclasses.replace(
+                rec, version=summary["method_version"], status=summary["status"],
+                reason=summary["reason"], window_1=summary.get("window_1") or {},
+                # counts and probabilities are not logits: no log-loss
+                metrics={**summary["next_window"], "logloss": None},
+                by_window=[None if pd.isna(v) else float(v) for v in per_window[HEADLINE]],
+            )  # fmt: skip
         records.append(rec)
     return records
 
 
-def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[dict[str, Any]]:
+def collect(root: Path, params: dict, dataset: str, backbone: str) -> list[RunRecord]:
     """One record per (method, seed) of the grid: status, quality and cost values."""
     records = []
     for method_name in params.get("methods") or {}:
         for seed in params.get("seeds") or []:
             folder = run_dir(root, dataset, backbone, method_name, seed)
-            summary, cost = load_json(folder / "summary.json"), load_json(folder / "cost.json")
-            rec = {"method": method_name, "seed": seed, "version": None, "status": "missing",
-                   "reason": f"no result in {folder.relative_to(root)}: run dvc repro",
-                   "kind": "method"}  # fmt: skip
-            rec["folder"] = folder
-            best = load_json(tuning_dir(root, dataset, backbone, method_name) / "best.json")
-            rec["tuning_record"] = best
-            if summary and summary["status"] == "skipped":  # outside the backbone's budget
-                if ".methods" in summary["reason"] and seed == min(params.get("seeds") or [0]):
-                    rec.update(
-                        status="skipped", reason=summary["reason"]
-                    )  # said once, in the table
-                    records.append(rec)
-                continue
-            if summary:
-                rec.update(version=summary["method_version"], status=summary["status"],
-                           reason=summary["reason"], **summary["next_window"])  # fmt: skip
-                rec["window_1"] = summary.get("window_1") or {}
-                rec["device"] = (cost or {}).get("device")
-                rec["serving_m0"] = (cost or {}).get("serving_m0") or {}
-                rec["device_name"] = (cost or {}).get("device_name")
-                rec["provenance"] = load_json(folder / "provenance.json") or {}
-                users = folder / "per_user.parquet"  # read here once; analysis uses the record
-                rec["per_user"] = pd.read_parquet(users) if users.exists() else None
-                if summary["status"] == "ok":
-                    rec.update({k: v for k, v in (cost or {}).items() if k not in rec})
-                    rec["retention"] = summary["retention"][RETENTION_MATRICES[0]]
-                    tuned = summary.get("tuning")
-                    rec["tuning"] = f"{tuned['trials']} trials" if tuned else "defaults"
-                    per_window = pd.read_csv(folder / "windows.csv")
-                    per_window = per_window[per_window["status"] == "ok"]
-                    rec["by_window"] = [
-                        None if pd.isna(v) else float(v) for v in per_window[HEADLINE]
-                    ]
-                    if "fit_stopped" in per_window:  # the compute cap: which updates it cut
-                        capped = per_window[per_window["fit_stopped"] == "max_steps"]
-                        rec["capped_windows"] = len(capped)
-                        rec["capped_steps"] = int(capped["fit_steps"].max()) if len(capped) else 0
-                        rec["budget_windows"] = int(
-                            (per_window["fit_stopped"] == "step_budget").sum()
-                        )
-            records.append(rec)
+            records += _record(root, folder, params, dataset, backbone, method_name, seed)
     return records
+
+
+def _record(root, folder, params, dataset, backbone, method_name, seed) -> list[RunRecord]:
+    """The run's record ([] for a seed outside the budget: its table shows the others)."""
+    summary, cost = load_json(folder / "summary.json"), load_json(folder / "cost.json")
+    best = load_json(tuning_dir(root, dataset, backbone, method_name) / "best.json")
+    rec = RunRecord(method_name, seed, "method", "missing", folder=folder, tuning_record=best,
+                    reason=f"no result in {folder.relative_to(root)}: run dvc repro")  # fmt: skip
+    if not summary:
+        return [rec]
+    if summary["status"] == "skipped":  # outside the backbone's budget
+        said = ".methods" in summary["reason"] and seed == min(params.get("seeds") or [0])
+        return (
+            [dataclasses.replace(rec, status="skipped", reason=summary["reason"])] if said else []
+        )
+    cost = cost or {}
+    users = folder / "per_user.parquet"  # read here once; analysis uses the record
+    rec = dataclasses.replace(
+        rec, version=summary["method_version"], status=summary["status"],
+        reason=summary["reason"], metrics=dict(summary["next_window"]),
+        window_1=summary.get("window_1") or {}, device=cost.get("device"),
+        serving_m0=cost.get("serving_m0") or {}, device_name=cost.get("device_name"),
+        provenance=load_json(folder / "provenance.json") or {},
+        per_user=pd.read_parquet(users) if users.exists() else None,
+    )  # fmt: skip
+    if summary["status"] != "ok":
+        return [rec]
+    tuned = summary.get("tuning")
+    per_window = pd.read_csv(folder / "windows.csv")
+    per_window = per_window[per_window["status"] == "ok"]
+    extra = {}
+    if "fit_stopped" in per_window:  # the compute cap / step budget: which updates it cut
+        capped = per_window[per_window["fit_stopped"] == "max_steps"]
+        extra = {"capped_windows": len(capped),
+                 "capped_steps": int(capped["fit_steps"].max()) if len(capped) else 0,
+                 "budget_windows": int((per_window["fit_stopped"] == "step_budget").sum())}  # fmt: skip
+    return [dataclasses.replace(
+        rec, cost={k: v for k, v in cost.items() if k not in ("device", "device_name", "serving_m0")},
+        retention=summary["retention"][RETENTION_MATRICES[0]],
+        tuning=f"{tuned['trials']} trials" if tuned else "defaults",
+        by_window=[None if pd.isna(v) else float(v) for v in per_window[HEADLINE]], **extra,
+    )]  # fmt: skip
 
 
 def grid_seeds(params: dict, backbone: str) -> list[int]:
@@ -102,9 +105,7 @@ def grid_seeds(params: dict, backbone: str) -> list[int]:
     return [s for s in params.get("seeds") or [] if not budget or s in budget]
 
 
-def add_estimates(
-    records: list[dict[str, Any]], profile_name: str, profile: HardwareProfile
-) -> None:
+def add_estimates(records: list[RunRecord], profile_name: str, profile: HardwareProfile) -> None:
     """Derived columns: $ and kWh per update from measured seconds; cost relative to two
     references of the same dataset/backbone (ratios of median update seconds): full_retrain
     (the recipe's groups, all data) and fine_tune (every group, the window only) — on a
@@ -138,21 +139,22 @@ def add_estimates(
         seconds = rec.get("update_wall_s")
         if rec["status"] != "ok" or seconds is None:
             continue
-        rec["usd_per_update"] = profile.dollars(seconds)
-        rec["kwh_per_update"] = profile.kwh(seconds)
-        rec["cost_vs_full_retrain"] = robust(rec, "update_wall_s") / base if base else None
-        rec["cost_vs_fine_tune"] = robust(rec, "update_wall_s") / tune if tune else None
         cpu = robust(rec, "update_cpu_s")
-        rec["cpu_vs_full_retrain"] = cpu / base_cpu if base_cpu and cpu is not None else None
+        derived = {
+            "usd_per_update": profile.dollars(seconds),
+            "kwh_per_update": profile.kwh(seconds),
+            "cost_vs_full_retrain": robust(rec, "update_wall_s") / base if base else None,
+            "cost_vs_fine_tune": robust(rec, "update_wall_s") / tune if tune else None,
+            "cpu_vs_full_retrain": cpu / base_cpu if base_cpu and cpu is not None else None,
+        }
         if rec.get("other_cpu_share_max") is not None:
-            rec["busy_pct"] = 100 * rec["other_cpu_share_max"]
+            derived["busy_pct"] = 100 * rec["other_cpu_share_max"]
         if rec.get("delta_bytes") is not None:
-            rec["delta_kb"] = rec["delta_bytes"] / 1024
-        if rec.get("serve_flops_per_request") is not None:
-            rec["serve_mflops_per_request"] = rec["serve_flops_per_request"] / 1e6
+            derived["delta_kb"] = rec["delta_bytes"] / 1024
+        rec.derived.update(derived)
 
 
-def provenance(root: Path, records: list[dict[str, Any]], dataset: str) -> list[str]:
+def provenance(root: Path, records: list[RunRecord], dataset: str) -> list[str]:
     """Footer lines: code, inputs, packages, device, data, method versions (from the runs)."""
     provs = [r["provenance"] for r in records if r.get("provenance")]
     commits = sorted({(p["git"]["commit"] or "unknown")[:12] + ("+dirty" if p["git"]["dirty"] else "")
@@ -175,7 +177,7 @@ def provenance(root: Path, records: list[dict[str, Any]], dataset: str) -> list[
     ]
 
 
-def lock_digest(root: Path, records: list[dict[str, Any]]) -> str:
+def lock_digest(root: Path, records: list[RunRecord]) -> str:
     """SHA-256 (12 hex) over the dvc.lock entries (deps, params) of the runs in a table."""
     lock_path = root / "dvc.lock"
     if not lock_path.exists():
