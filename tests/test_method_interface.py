@@ -157,3 +157,84 @@ def ctx_base(setup):
     from incbench.protocol import base_train
 
     return base_train(setup.windows)
+
+
+@pytest.mark.parametrize(("name", "off"), [("ewc", {"lam": 0.0}), ("lwf", {"distill": 0.0})])
+def test_a_zero_weight_extra_loss_is_fine_tune_bit_for_bit(small_project, name, off):
+    """EWC with λ = 0 and LwF with distillation weight 0 add an exact zero to every step:
+    the same negatives, the same weights, the same summary as fine_tune."""
+    a = run_protocol(*small_setup(small_project, "fine_tune"))
+    b = run_protocol(*small_setup(small_project, name, off))
+    assert a.summary["next_window"] == b.summary["next_window"]
+    assert a.summary["retention"] == b.summary["retention"]
+
+
+def test_previous_and_m0_are_never_modified_by_a_distilling_update(small_project):
+    setup, m0 = small_setup(small_project, "lwf", {"distill": 5.0})
+    model = copy.deepcopy(m0)
+    model.grow(*setup.known(1))
+    ctx = make_context(setup, model, 1, [ctx_base(setup)], {}, m0)
+    before_m0 = {n: p.detach().clone() for n, p in m0.named_parameters()}
+    teacher = ctx.previous
+    before_teacher = {n: p.detach().clone() for n, p in teacher.named_parameters()}
+    setup.spec.update(ctx, setup.mparams)
+    assert all(torch.equal(p, before_m0[n]) for n, p in m0.named_parameters())
+    assert all(torch.equal(p, before_teacher[n]) for n, p in teacher.named_parameters())
+    assert any(not torch.equal(p, before_teacher[n]) for n, p in ctx.model.named_parameters()
+               if n in before_teacher)  # fmt: skip
+
+
+L2_PULL = '''"""Fine-tune with an L2 pull toward M0: written with the documented context only."""
+
+from dataclasses import dataclass
+
+VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Params:
+    lr: float = 0.003
+    epochs: int = 3
+    pull: float = 10.0
+
+
+def update(ctx, params):
+    anchor = {n: p.detach() for n, p in ctx.m0.named_parameters()}
+
+    def pull(model, batch):
+        return params.pull * sum(((p - ctx.pad_like(anchor[n], p)) ** 2).sum()
+                                 for n, p in model.named_parameters() if n in anchor)
+
+    ctx.fit(ctx.model, ctx.window, lr=params.lr, epochs=params.epochs, extra_loss=pull)
+    return ctx.model
+'''
+
+
+def test_a_newcomer_s_method_file_runs_through_the_loop_without_a_harness_edit(
+    small_project, tmp_path
+):
+    """A method file in a fresh methods/ folder, using only ctx.m0, ctx.pad_like and
+    ctx.fit(extra_loss=): registered by its file, run by the loop, measured like any other."""
+    import dataclasses
+
+    from incbench import method
+
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "l2_pull.py").write_text(L2_PULL)
+    spec = method.get("l2_pull", tmp_path)
+    base, m0 = small_setup(small_project, "fine_tune")
+    setup = dataclasses.replace(base, spec=spec, mparams=spec.params({}))
+    pulled = run_protocol(setup, m0)
+    assert pulled.summary["status"] == "ok" and pulled.summary["method"] == "l2_pull"
+    assert pulled.summary["next_window"] != run_protocol(base, m0).summary["next_window"]
+
+    def distance_to_m0(s) -> float:  # one update at window 1: the pull holds the weights
+        model = copy.deepcopy(m0)
+        model.grow(*s.known(1))
+        ctx = make_context(s, model, 1, [ctx_base(s)], {}, m0)
+        out = s.spec.update(ctx, s.mparams)
+        named = dict(m0.named_parameters())
+        return sum(float(((p - ctx.pad_like(named[n].detach(), p)) ** 2).sum())
+                   for n, p in out.named_parameters() if n in named)  # fmt: skip
+
+    assert distance_to_m0(setup) < distance_to_m0(base)
