@@ -234,7 +234,7 @@ def test_a_newcomer_s_method_file_runs_through_the_loop_without_a_harness_edit(
         ctx = make_context(s, model, 1, [ctx_base(s)], {}, m0)
         out = s.spec.update(ctx, s.mparams)
         named = dict(m0.named_parameters())
-        return sum(float(((p - ctx.pad_like(named[n].detach(), p)) ** 2).sum())
+        return sum(float(((p.detach() - ctx.pad_like(named[n].detach(), p)) ** 2).sum())
                    for n, p in out.named_parameters() if n in named)  # fmt: skip
 
     assert distance_to_m0(setup) < distance_to_m0(base)
