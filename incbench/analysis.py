@@ -185,5 +185,5 @@ def continual(records: list[RunRecord]) -> list[RunRecord]:
             derived["gap_to_full_retrain"] = float(np.mean(late)) if late else None
             for t, gap in gaps.items():
                 derived[f"gap_w{t}"] = gap
-        rec.derived.update(derived)
+        rec.derive(**derived)
     return records

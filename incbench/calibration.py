@@ -5,8 +5,8 @@ drift: taste drift is the only change), the synthetic generator makes a stream a
 the protocol (params.yaml `protocol`) cuts it into the same windows as any dataset; then
 
     oracle, stale_oracle,        reference rows (incbench/references.py), once per shift; the
-    popularity                   stale oracle is the base period's truth served unchanged: the
-                                 best a model that never updates could know
+    popularity                   stale oracle is the base period's truth served unchanged (for
+                                 scale beside frozen: not a bound on what frozen can score)
     M0 = pretrain(base)          the backbone's recipe, once per seed in calibration.seeds
                                  (those in budget.<backbone>.seeds, with its step cap)
     frozen, full_retrain, …      the prequential loop of each listed method, from that M0
@@ -15,9 +15,9 @@ and the next-window NDCG@10 of warm users is tabulated per window. What a harnes
 taste must show: with shift 0, no update beats frozen beyond seed noise; with a large shift,
 full_retrain and fine_tune beat frozen by a margin that grows over windows; every learned row
 sits well above popularity and a measured fraction below the oracle. The checks under the
-table are computed from these numbers, never asserted by hand; a check the truth itself cannot
-meet (e.g. "frozen above popularity" when even the stale oracle is below it) says so, with the
-truth's numbers, instead of PASS or FAIL.
+table are computed from these numbers, never asserted by hand, and always end in PASS or FAIL;
+where the truth gives scale (the stale oracle beside frozen, oracle - stale oracle beside the
+retrain margin) the line adds it in parentheses, without changing the verdict.
 
 Methods run with their files' defaults (overridable in `calibration.method_params`, not in
 `methods`, so that adding a method to the grid never reruns calibration), untuned (tuning
@@ -166,11 +166,11 @@ def checks(head: pd.DataFrame, long: pd.DataFrame, cal: CalibrationParams) -> li
         for m in updates:  # no update may beat frozen beyond seed noise when nothing drifts
             r0 = _ratios(head, lo, m)
             se = 2 * r0.std(ddof=1) / np.sqrt(len(r0)) if len(r0) > 1 else 0.0
-            within = abs(r0.mean() - 1) <= max(se, 0.02) or r0.mean() < 1
+            within = abs(r0.mean() - 1) <= max(se, 0.02)
             ok &= within
             parts.append(f"{m} {r0.mean():.3f} ± {se:.3f}")
         out.append(f"shift {lo}: update / frozen (± 2 SE over seeds): {', '.join(parts)}; no update "
-                   f"beats frozen beyond seed noise (2 SE or 2%): {'PASS' if ok else 'FAIL'}")  # fmt: skip
+                   f"differs from frozen beyond seed noise (2 SE or 2%): {'PASS' if ok else 'FAIL'}")  # fmt: skip
         late = long[(long["shift"] == hi) & (long["row"].isin(["full_retrain", "frozen"]))]
         w = late.groupby(["row", "window"])["ndcg"].mean().unstack(0)
         gap = (w["full_retrain"] - w["frozen"]).loc[2:]
@@ -180,14 +180,14 @@ def checks(head: pd.DataFrame, long: pd.DataFrame, cal: CalibrationParams) -> li
             else 0.0
         )
         ok = slope > 0 and gap.iloc[-1] > gap.iloc[0]
-        verdict = "PASS" if ok else "FAIL"
+        note = ""
         truth = _truth_gap(long, hi)
-        if not ok and truth is not None and not truth[1] > 0:
-            verdict = (f"not attainable on this stream: the truth's own gap, oracle - stale "
-                       f"oracle, is {np.round(truth[0], 4).tolist()} (slope {truth[1]:+.4f}), it "
-                       "does not grow either")  # fmt: skip
+        if truth is not None:  # context, not an excuse: the verdict stands
+            note = (f" (for scale: the truth's own gap, oracle - stale oracle, is "
+                    f"{np.round(truth[0], 4).tolist()}, slope {truth[1]:+.4f}/window)")  # fmt: skip
         out.append(f"shift {hi}: full_retrain - frozen per window 2..N = {np.round(gap.to_numpy(), 4).tolist()} "
-                   f"(least-squares slope {slope:+.4f}/window); the margin grows: {verdict}")  # fmt: skip
+                   f"(least-squares slope {slope:+.4f}/window); the margin grows: "
+                   f"{'PASS' if ok else 'FAIL'}{note}")  # fmt: skip
     learned = list(cal.methods)
     pop, orc = mean[(lo, "popularity")], mean[(lo, "oracle")]
     worst = min(learned, key=lambda m: mean[(lo, m)])
@@ -200,13 +200,12 @@ def checks(head: pd.DataFrame, long: pd.DataFrame, cal: CalibrationParams) -> li
     stale = mean.get((hi, "stale_oracle"), np.nan)
     for m in [r for r in ("full_retrain", "frozen") if r in learned]:
         ok = mean[(hi, m)] > pop
-        verdict = "PASS" if ok else "FAIL"
-        if not ok and m == "frozen" and stale <= pop:
-            verdict = (f"not attainable on this stream: even the stale oracle (the base "
-                       f"period's truth, the best a never-updated model could know) scores "
-                       f"{stale:.4f}, below popularity; frozen reaches {mean[(hi, m)] / stale:.0%} "
-                       "of it")  # fmt: skip
-        out.append(f"shift {hi}: {m} {mean[(hi, m)]:.4f} above popularity {pop:.4f}: {verdict}")
+        note = ""
+        if m == "frozen" and np.isfinite(stale):  # context, not an excuse: the verdict stands
+            note = (f" (for scale: the stale oracle, the base period's truth served unchanged, "
+                    f"scores {stale:.4f})")  # fmt: skip
+        out.append(f"shift {hi}: {m} {mean[(hi, m)]:.4f} above popularity {pop:.4f}: "
+                   f"{'PASS' if ok else 'FAIL'}{note}")  # fmt: skip
     return out
 
 

@@ -151,7 +151,7 @@ def add_estimates(records: list[RunRecord], profile_name: str, profile: Hardware
             derived["busy_pct"] = 100 * rec["other_cpu_share_max"]
         if rec.get("delta_bytes") is not None:
             derived["delta_kb"] = rec["delta_bytes"] / 1024
-        rec.derived.update(derived)
+        rec.derive(**derived)
 
 
 def provenance(root: Path, records: list[RunRecord], dataset: str) -> list[str]:

@@ -123,8 +123,8 @@ class Protocol:
     seed: int = 0
     n_negatives: int = 4
     min_window_rows: int = 20
-    # equal compute (after Prabhu et al., "Computationally Budgeted Continual Learning", CVPR
-    # 2023): every update gets at most this many optimiser steps over all its fits (0 = off)
+    # equal optimiser steps (after Prabhu et al., "Computationally Budgeted Continual Learning",
+    # CVPR 2023): every update gets at most this many optimiser steps over all its fits (0 = off)
     step_budget: int = 0
 
     def __post_init__(self):

@@ -78,7 +78,6 @@ class UpdateContext:
         `extra_loss(model, batch)` on every step if given (its passes are timed and counted)."""
         self._calls += 1
         chosen = train.group_names(model) if groups is None else list(groups)
-        self.trained.update(chosen)
         budget = {}
         if self.step_budget:  # equal compute: this fit gets what the update has left
             left = self.step_budget - self.steps_used
@@ -87,6 +86,7 @@ class UpdateContext:
                 self.results.append(result)
                 return result
             budget["step_budget"] = left
+        self.trained.update(chosen)
         result = train.fit(
             model,
             interactions,

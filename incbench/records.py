@@ -50,6 +50,14 @@ class RunRecord:
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
     derived: dict[str, Any] = dataclasses.field(default_factory=dict)  # the report's passes
 
+    def derive(self, **values: Any) -> None:
+        """Add the report's derived values; a name that is already a metric, a cost figure or
+        a field is refused, so nothing read from disk is ever shadowed."""
+        clash = [k for k in values if k in self.metrics or k in self.cost or k in _FIELDS]
+        if clash:
+            raise ValueError(f"derived values {clash} would shadow what the run recorded")
+        self.derived.update(values)
+
     def get(self, key: str, default: Any = None) -> Any:
         """A value by key: derived, then metrics, then cost, then a field of the record."""
         for source in (self.derived, self.metrics, self.cost):

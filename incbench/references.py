@@ -6,7 +6,8 @@
                        interaction in window t is a liked one (incbench/synthetic.py, Truth)
     stale_oracle       synthetic data only: the same chance as it was during the base period
                        (the truth's phases weighted by the base period's rows), served
-                       unchanged: the best a model that never updates could know
+                       unchanged: for scale beside `frozen` (not a bound: a stale model may
+                       lean on popularity more than the stale truth does)
 
 Popularity is the floor a learned backbone must clear; the oracle is the ceiling on data whose
 truth is known — for ranking: it scores P(next interaction is liked and is this item), not

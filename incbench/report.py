@@ -80,9 +80,10 @@ def caption(root: Path, params: dict, dataset: str, backbone: str, records, what
         f"holdout {protocol.holdout_fraction:g}, positive = rating >= "
         f"{protocol.positive_threshold:g}, {protocol.n_negatives} negatives, full-catalogue "
         f"ranking. Split {split_hash}. Measured on {', '.join(devices)}."
-        + (f" Equal compute: every update at most {protocol.step_budget} optimiser steps over "
-           "all its fits, no early stopping (after Prabhu et al., CVPR 2023); steps used in the "
-           "cost table." if protocol.step_budget else "")
+        + (f" Equal optimiser steps: every update at most {protocol.step_budget} optimiser "
+           "steps over all its fits, no early stopping (after Prabhu et al., CVPR 2023; a step's "
+           "FLOPs still differ by method: see the cost table's GFLOPs); steps used in the cost "
+           "table." if protocol.step_budget else "")
     )  # fmt: skip
 
 

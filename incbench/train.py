@@ -357,6 +357,9 @@ def update_flops(
 
     def rates(train: bool) -> tuple[float, float, float]:
         (r1, u1), (r2, _), (r3, u3) = ((len(v), v["item_idx"].nunique()) for v in variants)
+        if u1 == u3 and (work.unique_items or work.eval_unique_items):
+            raise IncbenchError("the FLOP probe needs rows on at least two distinct items to "
+                                "separate per-item from per-step work")  # fmt: skip
         f1, f2, f3 = (counted(v, train) for v in variants)
         a = (f2 - f1) / (r2 - r1)
         b = (f1 - f3 - a * (r1 - r3)) / (u1 - u3) if u1 > u3 else 0.0

@@ -213,11 +213,23 @@ def adoption(
             "std_challenger": statistics.stdev(challenger)}  # fmt: skip
 
 
-def inner_key(inner: Protocol, bparams, windows: Windows, seed: int, max_steps: int) -> str:
-    """What an inner M0 depends on: a stored one is used only when its key matches."""
+def inner_key(inner: Protocol, bparams, windows: Windows, seed: int, max_steps: int,
+              device: str = "cpu") -> str:  # fmt: skip
+    """What an inner M0 depends on: a stored one is used only when its key matches — the
+    inner protocol, recipe, split, seed, cap, device and the harness code that trains it."""
     ident = {"protocol": dataclasses.asdict(inner), "backbone": dataclasses.asdict(bparams),
-             "split": windows.manifest.get("sha256", {}), "seed": seed, "max_steps": max_steps}  # fmt: skip
+             "split": windows.manifest.get("sha256", {}), "seed": seed, "max_steps": max_steps,
+             "device": device, "code": _code_digest()}  # fmt: skip
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _code_digest() -> str:
+    """SHA-256 over the harness's own source files (incbench/**/*.py)."""
+    package = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _trials(params: dict, backbone: str) -> int:
@@ -246,7 +258,7 @@ def pretrain_inner(dataset: str, backbone: str, root: Path) -> Path:
         for seed in cfg.seeds:
             m0, fit = pretrain_model(inner, bmodule, bparams, inner_protocol, seed, device, budget)
             train.save_model(m0, backbone, build / f"seed-{seed}")
-            key = inner_key(inner_protocol, bparams, windows, seed, budget.max_steps)
+            key = inner_key(inner_protocol, bparams, windows, seed, budget.max_steps, device)
             io.write_json(build / f"seed-{seed}.json", {"key": key, **dataclasses.asdict(fit)})
     return out
 
@@ -350,7 +362,7 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
     def evaluate_setting(mparams, seed: int) -> tuple[float | None, str]:
         """(objective on one seed, why not): the inner protocol from that seed's inner M0."""
         if seed not in m0s:  # one inner M0 per seed: stage pretrain_inner's, or trained here
-            key = inner_key(inner_protocol, bparams, windows, seed, budget.max_steps)
+            key = inner_key(inner_protocol, bparams, windows, seed, budget.max_steps, device)
             stored = inner_models_dir(root, dataset, backbone) / f"seed-{seed}"
             m0s[seed] = _stored_inner_m0(stored, key, device)
             if m0s[seed] is None:

@@ -92,6 +92,4 @@ def update(ctx, params):
         _activate(layers, [name])
         ctx.fit(model, rows, lr=params.lr, epochs=params.epochs, groups=["lora", "head"])
     _activate(layers, ADAPTERS, [params.weight, 1.0 - params.weight])
-    for p in model.parameters():  # set_adapter switched grads on; the harness expects them on
-        p.requires_grad_(True)
     return model

@@ -30,10 +30,10 @@ def test_served_layer_is_the_weighted_sum_of_the_two_adapters(small_project):
             + 0.7 * scale * layer.lora_B[short](layer.lora_A[short](x))
         )
         assert torch.allclose(layer(x), expected, atol=1e-6)
-    # both adapters trained (B moved off zero), one fit each; the second fit re-encoded the
-    # catalogue the first one's encoder training made stale, and its FLOPs say so
+    # both adapters trained (B moved off zero), one fit each; each fit encoded the catalogue
+    # with its own encoder state (its adapter alone), and its FLOPs say so
     assert layer.lora_B[long].weight.abs().sum() > 0 and layer.lora_B[short].weight.abs().sum() > 0
-    assert len(ctx.results) == 2 and ctx.results[1].setup_flops > ctx.results[0].setup_flops
+    assert len(ctx.results) == 2 and all(r.setup_flops > 0 for r in ctx.results)
 
 
 def test_weight_one_serves_the_long_term_adapter_alone(small_project):

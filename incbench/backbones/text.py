@@ -337,7 +337,14 @@ class TextRec(Backbone):
 
     # ---- the item tower --------------------------------------------------------------------
     def _encoder_digest(self) -> str:
-        return _digest(self.encoder.parameters())
+        """The encoder's state: its bytes, and which adapters are active at which scale (an
+        adapter switched off or re-weighted changes the encoding but no byte)."""
+        adapters = [(name, list(m.active_adapters), sorted(m.scaling.items()), m.merged)
+                    for name, m in self.encoder.named_modules()
+                    if hasattr(m, "active_adapters") and hasattr(m, "scaling")]  # fmt: skip
+        return _digest(self.encoder.parameters()) + (
+            hashlib.blake2b(repr(adapters).encode(), digest_size=8).hexdigest() if adapters else ""
+        )
 
     def invalidate(self) -> None:
         """Drop the pooled catalogue if the encoder's weights changed since it was computed."""
@@ -393,7 +400,8 @@ class TextRec(Backbone):
         row's profile, and everything below the first trainable encoder stage, cached. With
         `probe`, only the rows' items are cached (a FLOP probe)."""
         device = self.input_ids.device
-        pooled = self.pooled()
+        self.invalidate()  # the catalogue of *this* encoder state (a method may have switched
+        pooled = self.pooled()  # adapters or reset weights since the last evaluation)
         first = self._first_trainable_stage()
         hidden = rows_of = None
         if first is not None and first > 0:
@@ -417,12 +425,13 @@ class TextRec(Backbone):
         gen = torch.Generator(device=device)  # ID dropout's draws: seeded by the rows
         gen.manual_seed(int(users.sum()) * 1_000_003 + len(users))
         self._fit = {"first": first, "pooled": pooled, "hidden": hidden, "rows_of": rows_of,
-                     "generator": gen,
+                     "generator": gen, "probe": probe,
                      "profile": torch.from_numpy(prof).to(device)}  # fmt: skip
 
     def finish_training(self) -> None:
-        if self._fit is not None and self._fit["first"] is not None:
-            self._pooled = None  # the encoder trained: its catalogue is stale
+        if self._fit is not None and self._fit["first"] is not None and not self._fit["probe"]:
+            self._pooled = None  # the encoder trained: its catalogue is stale (a FLOP probe
+            # takes no optimiser step: its catalogue stays valid)
         self._fit = None
 
     def _train_pooled(self, items: torch.Tensor) -> torch.Tensor:
