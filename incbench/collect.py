@@ -68,9 +68,9 @@ def _record(root, folder, params, dataset, backbone, method_name, seed) -> list[
         return [rec]
     if summary["status"] == "skipped":  # outside the backbone's budget
         said = ".methods" in summary["reason"] and seed == min(params.get("seeds") or [0])
-        return (
-            [dataclasses.replace(rec, status="skipped", reason=summary["reason"])] if said else []
-        )
+        skipped = dataclasses.replace(rec, status="skipped", reason=summary["reason"],
+                                      version=summary.get("method_version"))  # fmt: skip
+        return [skipped] if said else []
     cost = cost or {}
     users = folder / "per_user.parquet"  # read here once; analysis uses the record
     rec = dataclasses.replace(
