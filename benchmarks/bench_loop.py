@@ -58,7 +58,8 @@ def bare_fine_tune(model, window, n_items, lr, epochs, batch_size, seed):
         order = torch.from_numpy(rng.permutation(len(u_all)))
         for lo in range(0, len(order), batch_size):
             idx = order[lo : lo + batch_size]
-            loss = loss_fn(model.score(u_all[idx], i_all[idx]), y_all[idx])
+            logits, penalty = model.score_and_penalty(u_all[idx], i_all[idx])
+            loss = loss_fn(logits, y_all[idx]) + penalty  # the backbone's L2, as fit adds it
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

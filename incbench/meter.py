@@ -92,19 +92,33 @@ def _embedding_bwd(grad_shape, *args, out_shape=None, **kwargs) -> int:
     return math.prod(grad_shape)  # a scatter-add: one addition per gradient element
 
 
+def _index_select(self_shape, dim, index_shape, *args, out_shape=None, **kwargs) -> int:
+    return math.prod(out_shape)  # a lookup by index_select: a gather, as an embedding's
+
+
+def _index_add(self_shape, dim, index_shape, source_shape, *args, out_shape=None, **kwargs):
+    return math.prod(source_shape)  # index_select's backward: a scatter-add
+
+
 def count_flops(fn) -> int:
     """FLOPs of running `fn()`, counted by torch's FlopCounterMode.
 
     Matrix products, convolutions and attention use torch's formulas (a multiply-add counts 2).
-    Embedding lookups, which torch leaves out, count one operation per gathered element and
-    their backward one per scattered gradient element, so ID models are not reported as free.
+    Embedding lookups (nn.Embedding or index_select), which torch leaves out, count one
+    operation per gathered element and their backward one per scattered gradient element, so
+    ID models are not reported as free.
     Element-wise ops (activations, the optimiser update) are not counted, as in torch.
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     aten = torch.ops.aten
-    custom = {aten.embedding: _embedding_fwd, aten.embedding_dense_backward: _embedding_bwd}
+    custom = {
+        aten.embedding: _embedding_fwd,
+        aten.embedding_dense_backward: _embedding_bwd,
+        aten.index_select: _index_select,
+        aten.index_add: _index_add,
+    }
     with FlopCounterMode(display=False, custom_mapping=custom) as counter:
         fn()
     return int(counter.get_total_flops())

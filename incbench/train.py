@@ -259,9 +259,11 @@ class _Epochs:
         """One epoch's batches: fresh negatives, a seeded shuffle."""
         items = self._items()
         order = torch.from_numpy(self.rng.permutation(len(self.users))).to(self.device)
+        # one gather per epoch, then views: the same batches as gathering per batch, cheaper
+        users, items, labels, rows = (x[order] for x in (self.users, items, self.labels, self.rows))
         for lo in range(0, len(order), batch_size):
-            idx = order[lo : lo + batch_size]
-            yield Batch(self.users[idx], items[idx], self.labels[idx], self.rows[idx])
+            hi = lo + batch_size
+            yield Batch(users[lo:hi], items[lo:hi], labels[lo:hi], rows[lo:hi])
 
     def run(self, model, opt, batch_size: int, max_steps: int, lr: float, extra_loss=None):
         """One epoch; returns (mean BCE, steps, examples). Raises Diverged on NaN/inf."""
@@ -270,10 +272,8 @@ class _Epochs:
             u, i = batch.users, batch.items
             if self.count_unique:
                 self.unique += int(i.unique().numel())
-            loss = nn.functional.binary_cross_entropy_with_logits(
-                model.score(u, i, rows=batch.rows), batch.labels
-            )
-            penalty = model.penalty(u, i)
+            logits, penalty = model.score_and_penalty(u, i, rows=batch.rows)
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels)
             full = loss if penalty is None else loss + penalty
             if extra_loss is not None:
                 full = full + extra_loss(model, batch)
@@ -338,12 +338,12 @@ def update_flops(
             def step():
                 positions = torch.arange(len(rows), device=device)
                 with torch.set_grad_enabled(train):
-                    loss = nn.functional.binary_cross_entropy_with_logits(
-                        model.score(users, items, rows=positions), labels
-                    )
                     if not train:
+                        logits = model.score(users, items, rows=positions)
+                        nn.functional.binary_cross_entropy_with_logits(logits, labels)
                         return
-                    penalty = model.penalty(users, items)
+                    logits, penalty = model.score_and_penalty(users, items, rows=positions)
+                    loss = nn.functional.binary_cross_entropy_with_logits(logits, labels)
                     full = loss if penalty is None else loss + penalty
                     if extra_loss is not None:  # e.g. a teacher's forward pass: counted too
                         full = full + extra_loss(model, Batch(users, items, labels, positions))

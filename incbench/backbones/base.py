@@ -79,6 +79,11 @@ class Backbone(nn.Module):
         """A scalar added to each training step's loss (e.g. L2 of the batch's rows)."""
         return None
 
+    def score_and_penalty(self, users: torch.Tensor, items: torch.Tensor, rows=None):
+        """One training step's (logits, penalty or None); what `fit` calls. Override it when
+        the two can share work (mf looks its rows up once); the default calls both."""
+        return self.score(users, items, rows=rows), self.penalty(users, items)
+
     def prepare_training(self, rows: pd.DataFrame, probe: bool = False) -> None:
         """Before a fit on `rows` (time-ordered): per-example features, frozen-prefix caches.
         `probe`: a FLOP probe on these rows only."""
