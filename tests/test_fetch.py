@@ -218,3 +218,102 @@ def test_real_ml100k_from_the_recbole_wheel(project):
     assert all(a[1] < b[0] for a, b in zip(ends, ends[1:])), "windows overlap in time"
     assert manifest["windows"][-1]["n_users_known"] == 943
     assert manifest["windows"][-1]["n_items_known"] == 1682
+
+
+# ---- ml-1m's offline mirror: a PyPI source archive with CRLF text files -----------------------
+
+ML1M_RATINGS = b"1::10::5::978300760\n1::11::3::978302109\n2::10::4::978301968\n2::12::2::978300275\n3::11::5::978824291\n"  # fmt: skip
+ML1M_MOVIES = "10::Amélie (2001)::Comedy|Romance\n11::Heat (1995)::Action\n12::Ran (1985)::Drama|War\n".encode("latin-1")  # fmt: skip
+ML1M_USERS = b"1::F::1::10::48067\n2::M::56::16::70072\n3::M::25::15::55117\n"
+
+
+def crlf(data: bytes) -> bytes:
+    return data.replace(b"\n", b"\r\n")
+
+
+def fake_sdist(folder: Path, members: dict[str, bytes], truncate: bool = False) -> None:
+    """A source archive `fakesdist-1.0.tar.gz` (setup.py + PKG-INFO + `members` under
+    fakesdist-1.0/), for pip download --no-binary --find-links."""
+    import io as _io
+    import tarfile
+
+    files = {
+        "PKG-INFO": b"Metadata-Version: 2.1\nName: fakesdist\nVersion: 1.0\n",
+        "setup.py": b"from setuptools import setup\nsetup(name='fakesdist', version='1.0')\n",
+        **members,
+    }
+    buf = _io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"fakesdist-1.0/{name}")
+            info.size = len(data)
+            tf.addfile(info, _io.BytesIO(data))
+    data = buf.getvalue()
+    (folder / "fakesdist-1.0.tar.gz").write_bytes(data[: len(data) // 2] if truncate else data)
+
+
+def small_ml1m(tmp_path: Path, hashes: dict[str, str] | None = None, truncate: bool = False):
+    """ml-1m with GroupLens unreachable and a fake sdist mirror of CRLF members."""
+    from incbench.data import SdistMirror
+
+    folder = tmp_path / "sdists"
+    folder.mkdir()
+    members = {"data/ratings.dat": ML1M_RATINGS, "data/movies.dat": ML1M_MOVIES,
+               "data/users.dat": ML1M_USERS}  # fmt: skip
+    fake_sdist(folder, {k: crlf(v) for k, v in members.items()}, truncate=truncate)
+    hashes = {**{k.split("/")[1]: sha(v) for k, v in members.items()}, **(hashes or {})}
+    source = SdistMirror(
+        label="test-sdist", requirement="fakesdist==1.0", find_links=str(folder),
+        members={f"fakesdist-1.0/{k}": (k.split("/")[1], hashes[k.split("/")[1]])
+                 for k in members},
+    )  # fmt: skip
+    ds = movielens("ml-1m", sha256="0" * 64, expected=SMALL, description="test",
+                   mirrors=(source,))  # fmt: skip
+    unreachable = dataclasses.replace(ds.sources[0], url=(tmp_path / "absent.zip").as_uri())
+    return dataclasses.replace(ds, sources=(unreachable, source))
+
+
+def test_ml1m_from_a_source_archive_with_crlf_members(tmp_path):
+    """CRLF members are normalised before hashing (the published hashes are of LF files),
+    written LF, read (movies.dat is Latin-1), and SOURCE.json names the mirror."""
+    from incbench.fetch import read_checked
+
+    raw = tmp_path / "raw" / "ml-1m"
+    ds = small_ml1m(tmp_path)
+    record = fetch(ds, raw)
+    assert record["served_by"] == "test-sdist"
+    assert record["failed_attempts"][0]["source"] == "grouplens"
+    assert record["files"]["ratings.dat"] == sha(ML1M_RATINGS)
+    assert record["files"]["source_archive"] == "fakesdist-1.0.tar.gz"
+    assert (raw / "ratings.dat").read_bytes() == ML1M_RATINGS  # LF on disk
+    assert json.loads((raw / "SOURCE.json").read_text())["served_by"] == "test-sdist"
+    tables = read_checked(ds, raw)
+    assert len(tables.interactions) == 5
+    assert tables.items.set_index("item").loc[10, "title"] == "Amélie"  # Latin-1 decoded
+    assert tables.items.set_index("item").loc[10, "year"] == 2001
+
+
+def test_sdist_member_with_wrong_hash_keeps_nothing(tmp_path):
+    raw = tmp_path / "raw" / "ml-1m"
+    with pytest.raises(DataError, match="checksum mismatch for fakesdist-1.0/data/users.dat"):
+        fetch(small_ml1m(tmp_path, hashes={"users.dat": "0" * 64}), raw)
+    no_leftovers(raw)
+
+
+def test_truncated_sdist_is_a_clear_error(tmp_path):
+    raw = tmp_path / "raw" / "ml-1m"
+    with pytest.raises(DataError) as err:
+        fetch(small_ml1m(tmp_path, truncate=True), raw)
+    assert "test-sdist" in str(err.value) and "fakesdist" in str(err.value)
+    no_leftovers(raw)
+
+
+def test_crlf_hash_would_differ_without_normalising(tmp_path):
+    """The guard the normalisation exists for: the raw CRLF bytes do not match the LF hash."""
+    assert sha(crlf(ML1M_RATINGS)) != sha(ML1M_RATINGS)
+    raw = tmp_path / "raw" / "ml-1m"
+    ds = small_ml1m(tmp_path)
+    plain = dataclasses.replace(ds.sources[1], lf=False)
+    with pytest.raises(DataError, match="checksum mismatch"):
+        fetch(dataclasses.replace(ds, sources=(plain,)), raw)
+    no_leftovers(raw)
