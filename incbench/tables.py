@@ -85,7 +85,8 @@ def table(
             if capped:  # a compute cap bound: the row is not a converged fit, and says so
                 steps = max(r["capped_steps"] for r in capped)
                 windows = max(r["capped_windows"] for r in capped)
-                status += f"; capped: ≤{steps} steps/update, compute budget ({windows} windows)"
+                unit = "step" if steps == 1 else "steps"
+                status += f"; capped: ≤{steps} {unit}/update, compute budget ({windows} windows)"
             if any(r.get("budget_windows") for r in ok):  # the protocol's equal-compute mode
                 windows = max(r["budget_windows"] for r in ok)
                 status += f"; step budget used up ({windows} windows)"
