@@ -4,13 +4,23 @@ VENV := .venv/bin
 # Stages call `incbench`, so the venv's bin goes first on PATH for everything make runs.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup repro test lint bench
+.PHONY: setup repro repro-ml-1m repro-ml-1m-mf test lint bench
 setup:
 	bash scripts/setup.sh
 
 repro: setup
 	$(VENV)/dvc repro
 	$(VENV)/python scripts/sync_readme.py
+
+# Paper scale (profiles/ml-1m, README "Paper scale: ml-1m"): every stage of the profile, or
+# only its mf part and the report (what a 2-core CPU carries).
+repro-ml-1m: setup
+	$(VENV)/dvc repro profiles/ml-1m/dvc.yaml
+
+repro-ml-1m-mf: setup
+	$(VENV)/dvc repro --glob 'profiles/ml-1m/dvc.yaml:run@ml-1m-mf-*'
+	$(VENV)/dvc repro --glob 'profiles/ml-1m/dvc.yaml:reference@*'
+	$(VENV)/dvc repro -s profiles/ml-1m/dvc.yaml:report
 
 lint: setup
 	$(VENV)/ruff check .

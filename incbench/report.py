@@ -142,10 +142,13 @@ def report(root: Path) -> list[Path]:
     profile_name, profile = hardware_profile_from(params)
     out = root / "results" / "tables"
     plots_dir = root / "results" / "plots"
-    written, sections = [], []
+    written, sections, not_run = [], [], []
     for dataset in params.get("datasets") or {}:
         for backbone in params.get("backbones") or {}:
             records = collect(root, params, dataset, backbone)
+            if records and all(r.status == "missing" for r in records):
+                not_run.append((dataset, backbone))  # e.g. a profile's text part on a CPU:
+                continue  # said once in results/README.md, not as a table of empty rows
             add_estimates(records, profile_name, profile)
             analysis.continual(records)
             sig = analysis.significance(records)
@@ -187,7 +190,7 @@ def report(root: Path) -> list[Path]:
             written += make_plots(plots_dir, stem, records, dataset, backbone)
             sections.append((dataset, backbone, stem))
     written += calibration.tables(root, params)  # before the results README, which shows them
-    written.append(results_readme(root, params, sections))
+    written.append(results_readme(root, params, sections, not_run))
     return written
 
 
@@ -255,7 +258,7 @@ def _short(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def results_readme(root: Path, params: dict, sections) -> Path:
+def results_readme(root: Path, params: dict, sections, not_run=()) -> Path:
     protocol = protocol_from(params)
     lines = [
         "# Results", "",
@@ -278,6 +281,11 @@ def results_readme(root: Path, params: dict, sections) -> Path:
                            ("retention", "retention matrices"), ("tuning_history", "tuning history")):  # fmt: skip
             if (root / "results" / "plots" / f"{stem}-{name}.png").exists():
                 lines += [f"![{what}](plots/{stem}-{name}.png)", ""]
+    for dataset, backbone in not_run:
+        lines += [f"## {dataset} / {backbone}: not run", "",
+                  f"No run of {dataset} / {backbone} has a result here: its stages were not "
+                  "run on this machine (`dvc status` lists them). No table is written for it.",
+                  ""]  # fmt: skip
     for backbone in calibration.params_from(params).backbones:  # can the harness see drift?
         table = root / "results" / "tables" / f"calibration-synthetic-{backbone}.md"
         if table.exists():
