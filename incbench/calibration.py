@@ -163,9 +163,10 @@ def checks(head: pd.DataFrame, long: pd.DataFrame, cal: CalibrationParams) -> li
         updates = [m for m in cal.methods if m != "frozen"]
         parts = []
         ok = True
-        n_seeds = head["seed"].nunique() if "seed" in head else 1
+        ratios = {m: _ratios(head, lo, m) for m in updates}
+        n_seeds = max((len(r) for r in ratios.values()), default=1)  # the learned rows' seeds
         for m in updates:  # no update may beat frozen beyond seed noise when nothing drifts
-            r0 = _ratios(head, lo, m)
+            r0 = ratios[m]
             se = 2 * r0.std(ddof=1) / np.sqrt(len(r0)) if len(r0) > 1 else 0.0
             within = abs(r0.mean() - 1) <= max(se, 0.02)
             ok &= within

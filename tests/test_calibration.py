@@ -150,3 +150,22 @@ def test_checks_keep_their_verdict_and_add_the_truth_for_scale():
     retrain = next(line for line in lines if "full_retrain 0.0900 above popularity" in line)
     assert retrain.endswith("PASS")
     assert all(("PASS" in line) != ("FAIL" in line) for line in lines)
+
+
+@pytest.mark.parametrize("seeds", [(0,), (0, 1)])
+def test_shift_zero_check_names_its_tolerance_by_the_number_of_seeds(seeds):
+    """With one seed there is no seed noise: the line says so instead of printing ± 0.000."""
+    rows = [(shift, row, seed, w, v)
+            for shift in (0.0, 0.8) for seed in seeds for w in (1, 2, 3)
+            for row, v in (("frozen", 0.20 + 0.001 * seed), ("full_retrain", 0.21))]  # fmt: skip
+    rows += [(shift, ref, -1, w, v) for shift in (0.0, 0.8) for w in (1, 2, 3)
+             for ref, v in (("popularity", 0.05), ("oracle", 0.4))]  # fmt: skip
+    long = pd.DataFrame(rows, columns=["shift", "row", "seed", "window", "ndcg"])
+    cal = dataclasses.replace(SMALL, shifts=(0.0, 0.8), seeds=seeds,
+                              methods=("frozen", "full_retrain"))  # fmt: skip
+    _, lines = calibration.summarise(long, cal)
+    line = next(x for x in lines if x.startswith("shift 0.0: update / frozen"))
+    if len(seeds) == 1:
+        assert "one seed: no seed noise measured" in line and "±" not in line
+    else:
+        assert "± 2 SE over seeds" in line and "±" in line.split(":")[2]
