@@ -75,7 +75,7 @@ def stream(cal: CalibrationParams, protocol, shift: float) -> tuple[Windows, syn
     """The windows of one calibration stream, cut by the protocol, and its truth."""
     sp = synthetic.params_from({**STREAM, **cal.stream, "preference_shift": shift})
     tables, truth = synthetic.simulate(sp)
-    frames, items, users, entries = split(tables, protocol)
+    frames, items, users, entries, _ = split(tables, protocol)
     manifest = {"dataset": {"name": "synthetic", "version": "calibration", "params": dataclasses.asdict(sp)},
                 "protocol": dataclasses.asdict(protocol), "windows": entries, "sha256": {}}  # fmt: skip
     return Windows(manifest, frames, items, users), truth

@@ -117,16 +117,23 @@ def next_window(model, periods: list[pd.DataFrame], t: int, known: list[tuple[in
 
 
 def holdout(model, periods: list[pd.DataFrame], j: int, known: list[tuple[int, int]],
-            device: str = "cpu", tie_seed: int = 0) -> dict[str, float]:  # fmt: skip
-    """Retention: quality of `model` (any M_t, t >= j) on the holdout part of period j."""
-    period = periods[j]
-    rows = period[period["part"] == "holdout"]
-    trained = periods[j:]  # every train item of the user from j on: fixed per j
-    seen = pd.concat(
-        [p[["user_idx", "item_idx"]] for p in periods[:j]]
-        + [p.loc[p["part"] == "train", ["user_idx", "item_idx"]] for p in trained],
-        ignore_index=True,
-    )
+            device: str = "cpu", tie_seed: int = 0, cache: dict | None = None
+            ) -> dict[str, float]:  # fmt: skip
+    """Retention: quality of `model` (any M_t, t >= j) on the holdout part of period j.
+    `cache` (one dict per run) keeps each j's rows and exclusion set: they never change."""
+    if cache is not None and j in cache:
+        rows, seen = cache[j]
+    else:
+        period = periods[j]
+        rows = period[period["part"] == "holdout"]
+        trained = periods[j:]  # every train item of the user from j on: fixed per j
+        seen = pd.concat(
+            [p[["user_idx", "item_idx"]] for p in periods[:j]]
+            + [p.loc[p["part"] == "train", ["user_idx", "item_idx"]] for p in trained],
+            ignore_index=True,
+        )
+        if cache is not None:
+            cache[j] = rows, seen
     cls = classification(rows["positive"].to_numpy(), logits(model, rows, device))
     positives = rows.loc[rows["positive"], ["user_idx", "item_idx"]]
     per_user = rank_users(model, positives, seen, known[j][1], None, device, tie_seed)

@@ -126,7 +126,27 @@ def top_k(
 ) -> torch.Tensor:
     """Indices [B, min(k, I)] of the best items per row, excluded ones last.
 
-    Ties: by `priority` (lower first) when given, else by item index."""
+    Ties: by `priority` (lower first) when given, else by item index. Exactly the order of a
+    stable descending sort of the scores (items pre-ordered by the tie rule), found with one
+    `topk` over unique int64 keys: (the float32 score's order-preserving bits, the item's place
+    in the tie order). -0.0 counts as 0.0, as in a float comparison."""
+    n = scores.shape[1]
+    scores = scores.float().masked_fill(exclude, float("-inf")) + 0.0  # -0.0 -> 0.0
+    bits = scores.contiguous().view(torch.int32)
+    ordered = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF).to(torch.int64)
+    if priority is None:
+        place = torch.arange(n, dtype=torch.int64)
+    else:
+        place = torch.empty(n, dtype=torch.int64)
+        place[torch.argsort(priority[:n], stable=True)] = torch.arange(n, dtype=torch.int64)
+    keys = (ordered << 32) | (n - 1 - place)  # later in the tie order: smaller key
+    return torch.topk(keys, min(k, n), dim=1, largest=True, sorted=True).indices
+
+
+def top_k_by_sort(
+    scores: torch.Tensor, exclude: torch.Tensor, k: int, priority: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The definition `top_k` implements (a full stable sort): kept for its test."""
     scores = scores.masked_fill(exclude, float("-inf"))
     if priority is None:
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices

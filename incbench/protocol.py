@@ -191,6 +191,7 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
     status, reason = "ok", ""
     history = [base_train(windows)]
     tie = setup.protocol.seed  # ties in rankings: one permutation per protocol, every method
+    held: dict = {}  # retention: each holdout's rows and exclusion set, built once per run
     if not setup.lean:  # a first build loads and tokenises (text), cached for the process:
         setup.build(*known[1], seed=0)  # here, not inside the first timed fresh_model()
     model.grow(*known[1])
@@ -199,7 +200,11 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
     model.to(device).eval()
     if not setup.lean:
         retention.append(
-            {"t": 0, "j": 0, **evaluate.holdout(model, windows.periods, 0, known, device, tie)}
+            {
+                "t": 0,
+                "j": 0,
+                **evaluate.holdout(model, windows.periods, 0, known, device, tie, held),
+            }  # fmt: skip
         )
     label = f"{setup.backbone}/{spec.name} seed {setup.seed}: windows"
     for t in progress(range(1, windows.n_windows + 1), label):
@@ -245,7 +250,7 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
                 {
                     "t": t,
                     "j": j,
-                    **evaluate.holdout(model, windows.periods, j, known, device, tie),
+                    **evaluate.holdout(model, windows.periods, j, known, device, tie, held),
                 }
             )
     return _result(setup, status, reason, rows, per_user, retention)

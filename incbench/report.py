@@ -33,6 +33,7 @@ from incbench.collect import (
     reference_records,
 )
 from incbench.config import (
+    CITATIONS,
     hardware_profile_from,
     load_params,
     protocol_from,
@@ -67,6 +68,27 @@ LATENCY: list[Column] = [column(m) for m in (
 )]  # fmt: skip
 
 
+def protocol_text(protocol) -> str:
+    """The protocol in one line (a preset is named and cited)."""
+    if protocol.window_mode == "fixed":
+        base = f"{protocol.base_rows} samples" if protocol.base_rows else "every earlier sample"
+        cut = f"base {base}, {protocol.n_windows} windows of {protocol.window_rows} samples"
+    else:
+        cut = (f"base {protocol.base_fraction:g}, {protocol.n_windows} windows by "
+               f"{protocol.window_mode}")  # fmt: skip
+    text = (
+        (f"samples from each user's interaction {protocol.min_history + 1} on, "
+         if protocol.min_history else "")
+        + f"{cut}, holdout {protocol.holdout_fraction:g}"
+        + (" (each period's last rows by time)" if protocol.holdout_mode == "tail" else "")
+        + f", positive = rating >= {protocol.positive_threshold:g}, {protocol.n_negatives} "
+        "negatives, full-catalogue ranking"
+    )  # fmt: skip
+    if protocol.preset:
+        text += f" — {CITATIONS[protocol.preset]}; the preset's headline metric is AUC"
+    return text
+
+
 def caption(root: Path, params: dict, dataset: str, backbone: str, records, what: str) -> str:
     protocol = protocol_from(params)
     manifest = load_json(root / "data" / "windows" / dataset / "manifest.json") or {}
@@ -75,11 +97,8 @@ def caption(root: Path, params: dict, dataset: str, backbone: str, records, what
     seeds = grid_seeds(params, backbone)
     return (
         f"{dataset} / {backbone}: {what} ({protocol.n_windows} windows), mean ± std over "
-        f"seeds {seeds}. Protocol: base "
-        f"{protocol.base_fraction:g}, {protocol.n_windows} windows by {protocol.window_mode}, "
-        f"holdout {protocol.holdout_fraction:g}, positive = rating >= "
-        f"{protocol.positive_threshold:g}, {protocol.n_negatives} negatives, full-catalogue "
-        f"ranking. Split {split_hash}. Measured on {', '.join(devices)}."
+        f"seeds {seeds}. Protocol: {protocol_text(protocol)}. Split {split_hash}. Measured on "
+        f"{', '.join(devices)}."
         + (f" Equal optimiser steps: every update at most {protocol.step_budget} optimiser "
            "steps over all its fits, no early stopping (after Prabhu et al., CVPR 2023; a step's "
            "FLOPs still differ by method: see the cost table's GFLOPs); steps used in the cost "

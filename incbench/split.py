@@ -9,6 +9,18 @@
 
     inside every period, once, under `protocol.seed` (identical for every method and run seed):
     ┌──────────────── train (1 - holdout_fraction) ────────────────┬─ holdout ─┐  random rows
+    (holdout_mode: tail — the period's last rows by time are the holdout: a time-ordered
+    validation part, as LSAT's 90/10)
+
+Samples (`min_history`): a user's first `min_history` interactions are history, not samples:
+they are in no period (the manifest counts them). window_mode fixed (the LSAT preset,
+config.PRESETS: min_history 10, 19 windows of 10,000, base 10,000, holdout tail 0.1):
+
+    samples by time ──────────────────────────────────────────────────────────────────────►
+    │◄── earlier samples: in no period ──►│◄ base: base_rows ►│◄ window_rows ►│ … │◄ window_rows ►│
+    (base_rows 0: every earlier sample is in the base)          exact counts: a cut may fall
+                                                                inside one second (rows keep
+                                                                their (time, user, item) order)
 
 Rows are ordered by (timestamp, user, item). `user_idx` / `item_idx` number users and items in
 order of first appearance, so the users known by the end of window t are exactly
@@ -45,8 +57,11 @@ def _nearest_cut(valid: np.ndarray, target: float) -> int:
 
 
 def cut_points(ts: np.ndarray, protocol: Protocol) -> np.ndarray:
-    """Row offsets [0, base_end, w1_end, …, N] for sorted timestamps `ts`."""
+    """Row offsets [first, base_end, w1_end, …, N] for sorted timestamps `ts` (first > 0 only
+    in window_mode fixed, when rows before the base are in no period)."""
     n = len(ts)
+    if protocol.window_mode == "fixed":
+        return _fixed_cuts(n, protocol)
     valid = np.flatnonzero(ts[1:] != ts[:-1]) + 1  # cuts allowed only where the second changes
     if len(valid) < protocol.n_windows:
         raise ConfigError(
@@ -64,6 +79,27 @@ def cut_points(ts: np.ndarray, protocol: Protocol) -> np.ndarray:
         times = [t0 + (t1 - t0) * k / protocol.n_windows for k in range(1, protocol.n_windows)]
         cuts += [int(np.searchsorted(ts, np.ceil(t), side="left")) for t in times]
     cuts.append(n)
+    return _checked(np.asarray(cuts, dtype=np.int64), protocol)
+
+
+def _fixed_cuts(n: int, protocol: Protocol) -> np.ndarray:
+    """window_mode fixed: exact sample counts, counted back from the newest sample."""
+    first_window = n - protocol.n_windows * protocol.window_rows
+    need = protocol.n_windows * protocol.window_rows + max(protocol.base_rows, 1)
+    if first_window < max(protocol.base_rows, 1):
+        raise ConfigError(
+            f"dataset too small for the fixed windows asked: {n} samples (after min_history="
+            f"{protocol.min_history}) cannot make {protocol.n_windows} windows of "
+            f"{protocol.window_rows} and a base of {protocol.base_rows or 'at least 1'} "
+            f"({need} needed); lower protocol.n_windows, window_rows or base_rows, or use a "
+            "larger dataset"
+        )
+    first = first_window - protocol.base_rows if protocol.base_rows else 0
+    cuts = [first] + [first_window + k * protocol.window_rows for k in range(protocol.n_windows)]
+    return _checked(np.asarray(cuts + [n], dtype=np.int64), protocol)
+
+
+def _checked(cuts: np.ndarray, protocol: Protocol) -> np.ndarray:
     sizes = np.diff(cuts)
     if (sizes < protocol.min_window_rows).any():
         raise ConfigError(
@@ -72,20 +108,35 @@ def cut_points(ts: np.ndarray, protocol: Protocol) -> np.ndarray:
             f"{protocol.min_window_rows}; lower protocol.n_windows or min_window_rows, change "
             "base_fraction, or use window_mode: count"
         )
-    return np.asarray(cuts, dtype=np.int64)
+    return cuts
 
 
-def holdout_mask(n: int, fraction: float, seed: int, window: int) -> np.ndarray:
-    """Exactly round(fraction * n) random rows of a window, under (protocol seed, window)."""
+def samples_mask(user: np.ndarray, min_history: int) -> np.ndarray:
+    """Rows (in time order) that are samples: each user's interactions from the
+    (min_history + 1)-th on; the earlier ones are that user's history."""
+    if min_history == 0:
+        return np.ones(len(user), dtype=bool)
+    rank = pd.Series(user).groupby(user, sort=False).cumcount().to_numpy()
+    return rank >= min_history
+
+
+def holdout_mask(
+    n: int, fraction: float, seed: int, window: int, mode: str = "random"
+) -> np.ndarray:
+    """Exactly round(fraction * n) rows of a window: random under (protocol seed, window), or
+    (mode tail) the window's last rows in time order."""
     k = int(round(fraction * n))
     mask = np.zeros(n, dtype=bool)
-    if k:
+    if k and mode == "tail":
+        mask[n - k :] = True
+    elif k:
         mask[np.random.default_rng([seed, window]).permutation(n)[:k]] = True
     return mask
 
 
 def split(tables: Tables, protocol: Protocol):
-    """Return (one frame per period, items frame, users frame, per-period manifest entries)."""
+    """Return (one frame per period, items frame, users frame, per-period manifest entries,
+    counts of the rows in no period)."""
     inter = tables.interactions
     user = inter["user"].to_numpy()
     item = inter["item"].to_numpy()
@@ -94,7 +145,16 @@ def split(tables: Tables, protocol: Protocol):
     user, item, ts = user[order], item[order], ts[order]
     rating = inter["rating"].to_numpy()[order]
     del order
+    keep = samples_mask(user, protocol.min_history)
+    history_rows = int((~keep).sum())
+    if history_rows:
+        user, item, ts, rating = user[keep], item[keep], ts[keep], rating[keep]
+    del keep
     cuts = cut_points(ts, protocol)
+    first = int(cuts[0])  # window_mode fixed: samples before the base are in no period
+    if first:
+        user, item, ts, rating = user[first:], item[first:], ts[first:], rating[first:]
+        cuts = cuts - first
     user_idx, user_ids = pd.factorize(user, sort=False)
     item_idx, item_ids = pd.factorize(item, sort=False)
     positive = np.where(np.isnan(rating), True, rating >= protocol.positive_threshold)
@@ -103,7 +163,9 @@ def split(tables: Tables, protocol: Protocol):
     n_users_known = n_items_known = 0
     for w in range(len(cuts) - 1):
         lo, hi = int(cuts[w]), int(cuts[w + 1])
-        hold = holdout_mask(hi - lo, protocol.holdout_fraction, protocol.seed, w)
+        hold = holdout_mask(
+            hi - lo, protocol.holdout_fraction, protocol.seed, w, protocol.holdout_mode
+        )
         frame = pd.DataFrame(
             {
                 "user": user[lo:hi],
@@ -143,7 +205,9 @@ def split(tables: Tables, protocol: Protocol):
 
     items = _side_table(tables.items, "item", item_ids)
     users = _side_table(tables.users, "user", user_ids)
-    return frames, items, users, entries
+    # rows in no period: every user's first min_history rows; (fixed) samples before the base
+    outside = {"history_rows": history_rows, "earlier_samples": first}
+    return frames, items, users, entries, outside
 
 
 def _side_table(side: pd.DataFrame | None, key: str, ids: np.ndarray) -> pd.DataFrame:
@@ -162,7 +226,7 @@ def write_split(
     tables: Tables, protocol: Protocol, out_dir: Path, dataset: dict[str, Any]
 ) -> dict[str, Any]:
     """Split and write `out_dir` atomically (the whole folder appears at once)."""
-    frames, items, users, entries = split(tables, protocol)
+    frames, items, users, entries, outside = split(tables, protocol)
     with io.atomic_dir(out_dir) as build:
         files = {}
         for frame, entry in zip(frames, entries):
@@ -177,6 +241,7 @@ def write_split(
             "dataset": dataset,
             "protocol": dataclasses.asdict(protocol),
             "rows": int(sum(e["rows"] for e in entries)),
+            **outside,
             "n_windows": len(entries) - 1,
             "windows": entries,
             "sha256": files,

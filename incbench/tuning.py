@@ -122,8 +122,11 @@ def inner_windows(
     rows = base.loc[base["part"] == "train", ["user", "item", "rating", "timestamp"]]
     side = windows.items.drop(columns=["item_idx"])
     users = windows.users.drop(columns=["user_idx"])
-    inner = dataclasses.replace(protocol, base_fraction=cfg.base_fraction, n_windows=cfg.n_windows)
-    frames, items, user_table, entries = split(
+    # the base's train rows are samples already; fixed-count windows become count windows
+    mode = "count" if protocol.window_mode == "fixed" else protocol.window_mode
+    inner = dataclasses.replace(protocol, base_fraction=cfg.base_fraction, n_windows=cfg.n_windows,
+                                window_mode=mode, window_rows=0, base_rows=0, min_history=0)  # fmt: skip
+    frames, items, user_table, entries, _ = split(
         Tables(rows.reset_index(drop=True), side, users), inner
     )
     manifest = {"dataset": {**windows.manifest["dataset"], "tuning": True}, "windows": entries,

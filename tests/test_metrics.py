@@ -92,3 +92,24 @@ def test_roc_auc_matches_scikit_learn_with_ties(seed):
     labels = rng.random(300) < 0.4
     scores = np.round(rng.normal(size=300) + labels, 1)  # rounding makes many ties
     assert roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+
+
+def test_top_k_is_exactly_a_stable_sort_with_ties_infinities_and_signed_zeros():
+    from incbench.metrics import tie_priority, top_k_by_sort
+
+    g = torch.Generator().manual_seed(0)
+    for trial in range(300):
+        b, n = (
+            int(torch.randint(1, 20, (1,), generator=g)),
+            int(torch.randint(1, 50, (1,), generator=g)),
+        )
+        scores = torch.randint(-3, 4, (b, n), generator=g).float() * 0.5  # many ties
+        scores[torch.rand(b, n, generator=g) < 0.1] = -0.0
+        scores[torch.rand(b, n, generator=g) < 0.05] = float("inf")
+        scores[torch.rand(b, n, generator=g) < 0.05] = float("-inf")
+        exclude = torch.rand(b, n, generator=g) < 0.3
+        k = int(torch.randint(1, 25, (1,), generator=g))
+        priority = tie_priority(n, trial) if trial % 2 else None
+        assert torch.equal(
+            top_k(scores, exclude, k, priority), top_k_by_sort(scores, exclude, k, priority)
+        ), trial

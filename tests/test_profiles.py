@@ -10,13 +10,14 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from incbench.config import PRESETS
 from scripts.make_profile import ROOT, profile_pipeline, render
 
 PROFILES = sorted(p.name for p in (ROOT / "profiles").iterdir() if (p / "params.yaml").exists())
 
 
 def test_there_is_a_profile():
-    assert "ml-1m" in PROFILES
+    assert "ml-1m" in PROFILES and "ml-1m-lsat" in PROFILES
 
 
 @pytest.mark.parametrize("name", PROFILES)
@@ -30,8 +31,15 @@ def test_profile_pipeline_is_the_generated_one(name):
 def test_profile_shares_the_protocol_backbones_and_methods(name):
     root = yaml.safe_load((ROOT / "params.yaml").read_text())
     prof = yaml.safe_load((ROOT / "profiles" / name / "params.yaml").read_text())
-    for key in ("protocol", "backbones", "methods", "references", "tuning"):
+    for key in ("backbones", "methods", "references", "tuning"):
         assert prof[key] == root[key], f"profiles/{name}/params.yaml changes `{key}`"
+    # the protocol too, except where the profile names a preset: then the preset's keys
+    preset = prof["protocol"].get("preset")
+    fixed = set(PRESETS[preset]) | {"preset"} if preset else set()
+    mine = {k: v for k, v in prof["protocol"].items() if k not in fixed}
+    assert mine == {k: v for k, v in root["protocol"].items() if k not in fixed}, (
+        f"profiles/{name}/params.yaml changes `protocol` beyond its preset"
+    )
     for link in ("methods", "datasets"):
         path = ROOT / "profiles" / name / link
         assert path.is_symlink() and path.resolve() == (ROOT / link).resolve()

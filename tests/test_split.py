@@ -54,7 +54,7 @@ def test_nearest_boundary_is_chosen():
 
 def test_windows_are_time_ordered_and_disjoint_on_synthetic():
     tables = generate_tables(SyntheticParams(n_interactions=5000))
-    frames, _, _, entries = split(tables, proto(n_windows=5))
+    frames, _, _, entries, _ = split(tables, proto(n_windows=5))
     for a, b in zip(frames, frames[1:]):
         assert a["timestamp"].max() < b["timestamp"].min()
     assert sum(e["rows"] for e in entries) == 5000
@@ -73,7 +73,7 @@ def test_equal_duration_mode():
 
 def test_first_appearance_indices_and_new_counts():
     tables = generate_tables(SyntheticParams(n_interactions=4000, new_user_fraction=0.5))
-    frames, items, users, entries = split(tables, proto(n_windows=3))
+    frames, items, users, entries, _ = split(tables, proto(n_windows=3))
     known = 0
     for f, e in zip(frames, entries):
         assert f["user_idx"].max() < e["n_users_known"]
