@@ -4,7 +4,7 @@ VENV := .venv/bin
 # Stages call `incbench`, so the venv's bin goes first on PATH for everything make runs.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup repro repro-ml-1m repro-ml-1m-mf test lint bench
+.PHONY: setup repro repro-ml-1m repro-ml-1m-mf repro-ml-1m-lsat-mf test lint bench
 setup:
 	bash scripts/setup.sh
 
@@ -21,6 +21,12 @@ repro-ml-1m-mf: setup
 	$(VENV)/dvc repro --glob 'profiles/ml-1m/dvc.yaml:run@ml-1m-mf-*'
 	$(VENV)/dvc repro --glob 'profiles/ml-1m/dvc.yaml:reference@*'
 	$(VENV)/dvc repro -s profiles/ml-1m/dvc.yaml:report
+
+# The LSAT preset on ml-1m (profiles/ml-1m-lsat, README "Time windows"): its mf part and report.
+repro-ml-1m-lsat-mf: setup
+	$(VENV)/dvc repro --glob 'profiles/ml-1m-lsat/dvc.yaml:run@ml-1m-mf-*'
+	$(VENV)/dvc repro --glob 'profiles/ml-1m-lsat/dvc.yaml:reference@*'
+	$(VENV)/dvc repro -s profiles/ml-1m-lsat/dvc.yaml:report
 
 lint: setup
 	$(VENV)/ruff check .
