@@ -66,11 +66,11 @@ def cmd_run(args) -> None:
 def cmd_tune(args) -> None:
     from incbench.tuning import tune
 
-    out = tune(args.dataset, args.backbone, args.method, _root())
+    out = tune(args.dataset, args.backbone, args.method, _root(), storage_url=args.storage)
     record = json.loads((out / "best.json").read_text())
     detail = (f"best NDCG@10 {record['best_value']:.4f} after {record['trials']} trials"
               if record["tuned"] else record.get("reason", "defaults"))  # fmt: skip
-    print(f"{out.name}: {detail}")
+    print(f"{out.name}: {detail}" + (f" ({record['label']})" if "label" in record else ""))
 
 
 def cmd_pretrain_inner(args) -> None:
@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
         for axis in axes:
             p.add_argument(f"--{axis}", required=True, type=int if axis == "seed" else str)
         p.set_defaults(func=func)
+    sub.choices["tune"].add_argument(
+        "--storage", default=None, metavar="URL",
+        help="shared optuna RDB storage (e.g. postgresql://…) for parallel trials of one study: "
+        "heartbeats, stale trials retried; the study is labelled non-reproducible",
+    )  # fmt: skip
     p = sub.add_parser("reference", help="evaluate a reference row (popularity, oracle) as a run")
     p.add_argument("--dataset", required=True)
     p.add_argument("--name", required=True)

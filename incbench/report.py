@@ -244,6 +244,8 @@ def tuning_table(out, stem, root, params, dataset, backbone, records, prov) -> l
         margin = f"{best['margin']:+.4f}" if best.get("margin") is not None else "–"
         spread = f"{best['spread']:.4f}" if best.get("spread") is not None else "–"
         status = "tuned (adopted)" if best.get("tuned") else f"defaults ({best.get('reason', '')})"
+        if best.get("reproducible") is False:  # parallel trials on a shared optuna storage
+            status += f"; {best.get('label', 'non-reproducible')}"
         rows.append([method_name, str(best.get("trials", 0)), value, margin, spread, shown, status])
         csv_rows.append({"method": method_name, "trials": best.get("trials", 0),
                          "best_value": best.get("best_value"), "margin": best.get("margin"),

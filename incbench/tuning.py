@@ -51,6 +51,14 @@ Every method is tuned the same way, and never sees windows 1..N:
   (and the old setup's journal is removed).
 - Output `results/tuning/<dataset>-<backbone>-<method>/`: `best.json` (read by the run stages
   through `paths.tuned_params`), `trials.csv`, the journal.
+- Shared storage (`incbench tune … --storage postgresql://…`, optional): several workers run
+  trials of one study in parallel. The study lives in that database (no journal file), each
+  running trial beats a heartbeat every HEARTBEAT_S seconds, and only RUNNING trials whose
+  heartbeat is older than GRACE_S are failed (by optuna, before each trial) and re-queued with
+  their params (at most MAX_RETRY times): other workers' live trials are never touched. Which
+  worker samples which trial depends on timing, so such a study is not reproducible: best.json
+  says so (`reproducible: false`) and the tuning table labels it. Without `--storage` nothing
+  changes: one sequential study in its journal file, reproducible and resumable.
 """
 
 from __future__ import annotations
@@ -77,6 +85,11 @@ from incbench.config import (
 from incbench.data import Tables
 from incbench.paths import inner_models_dir, tuning_dir
 from incbench.split import Windows, load_windows, split
+
+HEARTBEAT_S = 60  # shared storage: a running trial's heartbeat interval
+GRACE_S = 180  # shared storage: a RUNNING trial silent this long is stale (its worker died)
+MAX_RETRY = 3  # shared storage: a stale trial's params are queued again at most this often
+NON_REPRODUCIBLE = "non-reproducible: parallel trials on shared storage"
 
 OBJECTIVE = "next-window warm-user NDCG@10 of inner windows 2..n, mean over tuning seeds"
 RULE = (
@@ -271,8 +284,33 @@ def _stored_inner_m0(folder: Path, key: str, device: str):
     return train.load_model(folder, device)[1]
 
 
-def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
-    """`incbench tune`: run (or resume) the study and write best.json."""
+def shared_storage(url: str):
+    """An optuna RDB storage for parallel trials: heartbeats, stale trials failed and retried."""
+    import warnings
+
+    import optuna
+
+    new = hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")  # optuna >= 4.9
+    with warnings.catch_warnings():  # heartbeats and retries are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if new:
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+            when_stale = {"heartbeat_stale_trial_callback": retry}
+        else:
+            retry = optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)
+            when_stale = {"failed_trial_callback": retry}
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, **when_stale
+        )
+
+
+def tune(
+    dataset: str, backbone: str, method_name: str, root: Path, storage_url: str | None = None
+) -> Path:
+    """`incbench tune`: run (or resume) the study and write best.json.
+
+    `storage_url`: a shared optuna RDB storage for parallel trials (module docstring); None, the
+    default, keeps the reproducible sequential study in its journal file."""
     import optuna
 
     from incbench.protocol import (
@@ -316,13 +354,18 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
     key = study_key(spec, fixed, inner_protocol, bparams, windows, cfg, budget.max_steps)
     trial_spec = dataclasses.replace(spec, module=SkipLastUpdate(spec.module, inner.n_windows))
     out.mkdir(parents=True, exist_ok=True)
-    journal = out / f"study-{key}.journal"
+    shared = storage_url is not None
+    journal = None if shared else out / f"study-{key}.journal"
     for stale in out.glob("study-*.journal"):  # another setup's study: its trials do not apply
         if stale != journal:
             stale.unlink()
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal))
-    )
+    if shared:
+        storage = shared_storage(storage_url)
+        record.update(storage="shared", reproducible=False, label=NON_REPRODUCIBLE)
+    else:
+        storage = optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(journal))
+        )
     sampler_seed = train.seed_for(dataset, backbone, method_name) % 2**32
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=cfg.n_startup_trials)
@@ -332,10 +375,12 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
              if k not in fixed and v is not None}  # fmt: skip
     state = optuna.trial.TrialState
     settled = (state.COMPLETE, state.PRUNED, state.WAITING)  # PRUNED: diverged, not retried
+    if shared:  # another worker's RUNNING trial is alive until its heartbeat goes stale
+        settled = (*settled, state.RUNNING)
     if not any(t.user_attrs.get("defaults") and t.state in settled for t in study.trials):
         study.enqueue_trial(start, user_attrs={"defaults": True})  # first, or again if interrupted
     for t in study.trials:  # left RUNNING by a killed run: fail it and queue its params again
-        if t.state == state.RUNNING:
+        if t.state == state.RUNNING and not shared:  # shared: optuna fails only stale ones
             storage.set_trial_state_values(t._trial_id, state.FAIL)
             if not t.user_attrs.get("defaults"):
                 study.enqueue_trial(t.params)
@@ -391,7 +436,10 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
                     f"tuning {method_name}: {failures} trials failed; check its search space"
                 )
             study.optimize(objective, n_trials=1, catch=())
-            failures += study.trials[-1].state in failed
+            if shared:  # other workers' trials interleave: count the study's failures
+                failures = sum(t.state in failed for t in study.trials)
+            else:
+                failures += study.trials[-1].state in failed
     except _NotApplicable as exc:
         record["reason"] = f"not applicable: {exc}"
         _write(out, record, pd.DataFrame(), journal)
@@ -405,7 +453,7 @@ def tune(dataset: str, backbone: str, method_name: str, root: Path) -> Path:
     challenger = max(others, key=lambda t: (t.value, -t.number)) if others else None
     record.update(trials=len(done), best_value=best.value, best_trial=best.number,
                   sampler_seed=sampler_seed, n_startup_trials=cfg.n_startup_trials,
-                  seeds=list(cfg.seeds), study=journal.name, adoption_rule=RULE,
+                  seeds=list(cfg.seeds), study=journal.name if journal else key, adoption_rule=RULE,
                   objective=f"{OBJECTIVE} {list(cfg.seeds)}, {cfg.n_windows} inner windows "
                   "inside the base period")  # fmt: skip
     if base is not None:

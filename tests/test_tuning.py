@@ -393,3 +393,82 @@ def test_a_budget_of_one_trial_runs_only_the_defaults(small_project, tmp_path, f
     assert record["trials"] == 1 and record["n_startup_trials"] == 1
     assert not record["tuned"] and record["reason"] == "only the defaults completed"
     assert [p for p, _ in fake["calls"]] == [fake["defaults"]] * 2
+
+
+def _shared_trials(url):
+    import optuna
+
+    (name,) = optuna.get_all_study_names(url)
+    return optuna.load_study(study_name=name, storage=url).trials
+
+
+def _other_workers_trial(url):
+    """A trial another worker is running: RUNNING, one heartbeat recorded now."""
+    import optuna
+
+    storage = tuning.shared_storage(url)
+    (name,) = optuna.get_all_study_names(url)
+    trial = optuna.load_study(study_name=name, storage=storage).ask()
+    trial.suggest_float("lr", 1e-4, 3e-2, log=True)
+    trial.suggest_int("epochs", 1, 5)
+    storage.record_heartbeat(trial._trial_id)
+    return trial.params
+
+
+def _shared_study(small_project, tmp_path, fake):
+    """A shared study holding the completed defaults trial and another worker's running trial."""
+    root = _project(small_project, tmp_path, trials=1)
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    fake["defaults"] = tuning_defaults(root, "fine_tune")
+    fake["values"] = lambda p, is_default: {0: 0.3, 1: 0.31}
+    tuning.tune("synthetic", "mf", "fine_tune", root, storage_url=url)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["tuning"]["trials"] = 3  # not part of the study's key: the same study goes on
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root, url, _other_workers_trial(url)
+
+
+def test_shared_storage_leaves_another_workers_running_trial_alone(small_project, tmp_path, fake):
+    """Item 5 of issue 12: on a shared storage a RUNNING trial with a live heartbeat belongs to
+    another worker; starting a worker must not fail it (the journal path fails every RUNNING
+    trial, which is right only for a study one process owns)."""
+    root, url, _ = _shared_study(small_project, tmp_path, fake)
+    out = tuning.tune("synthetic", "mf", "fine_tune", root, storage_url=url)
+    states = [t.state.name for t in _shared_trials(url)]
+    assert states == ["COMPLETE", "RUNNING", "COMPLETE", "COMPLETE"]
+    record = _best(out)
+    assert record["trials"] == 3 and record["reproducible"] is False
+    assert record["label"] == tuning.NON_REPRODUCIBLE and record["storage"] == "shared"
+    assert not list(out.glob("study-*.journal"))  # the study lives in the database
+    assert "sqlite" not in json.dumps(record)  # the URL (it may hold a password) is not written
+
+
+def test_shared_storage_retries_a_stale_trial(small_project, tmp_path, fake, monkeypatch):
+    """A RUNNING trial whose heartbeat stopped (its worker died) is failed and its params are
+    queued again, once the grace period has passed."""
+    import time
+
+    monkeypatch.setattr(tuning, "GRACE_S", 1)
+    root, url, stale_params = _shared_study(small_project, tmp_path, fake)
+    time.sleep(2.2)  # sqlite's clock has whole seconds: silent for more than GRACE_S
+    tuning.tune("synthetic", "mf", "fine_tune", root, storage_url=url)
+    trials = _shared_trials(url)
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[2].params == stale_params  # the dead worker's setting, retried
+    assert trials[2].system_attrs["failed_trial"] == 1
+
+
+def test_tuning_table_labels_shared_storage_studies(small_project, tmp_path):
+    from incbench import report
+
+    root = _project(small_project, tmp_path)
+    params = load_params(root)
+    best = {"params": {"lr": 0.003}, "trials": 3, "best_value": 0.3, "tuned": False,
+            "reason": "only the defaults completed"}  # fmt: skip
+    records = [{"method": "fine_tune", "tuning_record": best},
+               {"method": "lwf", "tuning_record": {**best, "reproducible": False,
+                                                   "label": tuning.NON_REPRODUCIBLE}}]  # fmt: skip
+    paths_ = report.tuning_table(tmp_path, "s", root, params, "synthetic", "mf", records, ["p"])
+    status = pd.read_csv(paths_[2]).set_index("method")["status"]
+    assert "non-reproducible" not in status["fine_tune"]
+    assert status["lwf"].endswith("; " + tuning.NON_REPRODUCIBLE)
