@@ -392,10 +392,9 @@ def run_plan(root: Path, path: Path, executor: str, parallel: int = 1, gpus: int
         for cell, receipt in zip(batch, receipts):
             io.write_json(receipt_path(path, cell["name"]), receipt)
             entry = status["cells"][cell["name"]]
-            entry["attempts"].append({k: receipt.get(k) for k in
-                                      ("attempt", "rc", "reason", "host", "wall_s", "log_tail")
-                                      if k in receipt})  # fmt: skip
             ok = receipt.get("rc") == 0 and not receipt.get("reason")
+            keys = ("attempt", "rc", "reason", "host", "wall_s") + (() if ok else ("log_tail",))
+            entry["attempts"].append({k: receipt[k] for k in keys if k in receipt})
             entry["state"] = "done" if ok else "failed"
             if not ok:
                 todo.append(cell["name"])
