@@ -115,6 +115,60 @@ def cmd_compare(args) -> int:
     return compare_main(Path(args.a), Path(args.b))
 
 
+def cmd_grid_plan(args) -> None:
+    from incbench.grid import plan, plan_path
+
+    root = _root()
+    path = plan_path(root, args.plan)
+    record = plan(root, args.stage, path)
+    print(f"planned {len(record['cells'])} stale {args.stage} cells at commit "
+          f"{record['commit'][:12]} -> {path}")  # fmt: skip
+    for name, why in record["blocked"].items():
+        print(f"  blocked: {name} ({why})")
+
+
+def cmd_grid_run(args) -> int:
+    from incbench.grid import plan_path, run_plan
+
+    root = _root()
+    path = plan_path(root, args.plan)
+    status = run_plan(root, path, args.executor, parallel=args.parallel, gpus=args.gpus,
+                      cpus=args.cpus, retries=args.retries, address=args.address,
+                      timeout_min=args.timeout_min, partition=args.partition)  # fmt: skip
+    cells = status["cells"]
+    failed = {n: c for n, c in cells.items() if c["state"] != "done"}
+    print(f"{len(cells) - len(failed)} of {len(cells)} cells done on {args.executor} in "
+          f"{status.get('wall_s', 0):.1f} s (status: {path.with_suffix('.status.json')})")  # fmt: skip
+    for name, cell in failed.items():
+        last = cell["attempts"][-1] if cell["attempts"] else {}
+        print(f"  FAILED after {len(cell['attempts'])} attempts: {name}: {last.get('reason')}")
+    return 1 if failed else 0
+
+
+def cmd_grid_cell(args) -> int:
+    from incbench.grid import plan_path, run_index
+
+    receipt = run_index(_root(), plan_path(_root(), args.plan), args.index)
+    print(f"{receipt['cell']}: " + ("done" if receipt["rc"] == 0 and not receipt["reason"]
+                                     else f"FAILED ({receipt['reason']})"))  # fmt: skip
+    if receipt.get("rc") != 0 and receipt.get("log_tail"):
+        print(receipt["log_tail"], file=sys.stderr)
+    return 0 if receipt["rc"] == 0 and not receipt["reason"] else 1
+
+
+def cmd_grid_collect(args) -> int:
+    from incbench.grid import collect, plan_path
+
+    root = _root()
+    result = collect(root, plan_path(root, args.plan))
+    print(f"committed {len(result['accepted'])} cells to dvc.lock, refused "
+          f"{len(result['refused'])}")  # fmt: skip
+    for name, reasons in result["refused"].items():
+        print(f"  refused {name}: " + "; ".join(reasons))
+    print("stale now: " + (", ".join(result["stale_after"]) or "nothing"))
+    return 1 if result["refused"] or result["still_stale"] else 0
+
+
 def cmd_methods(args) -> None:
     from tabulate import tabulate
 
@@ -132,6 +186,35 @@ def cmd_new_method(args) -> None:
     print(
         f"wrote {path}; next: add `{args.name}: {{}}` under `methods:` in params.yaml, then dvc repro"
     )
+
+
+def grid_parser(sub) -> None:
+    """`incbench grid plan|run|cell|collect` (incbench/grid.py; README "Beyond one machine")."""
+    grid = sub.add_parser("grid", help="run the grid's stale cells on Slurm, Ray or locally; "
+                          "dvc commit what checks out").add_subparsers(dest="grid", required=True)  # fmt: skip
+    plan_help = "plan file (default .dvc/tmp/grid/plan.json)"
+    p = grid.add_parser("plan", help="the stale cells of one wave -> a plan file")
+    p.add_argument("--stage", required=True, choices=["pretrain", "tune", "run"])
+    p.add_argument("--plan", help=plan_help)
+    p.set_defaults(func=cmd_grid_plan)
+    p = grid.add_parser("run", help="run every planned cell's command on an executor")
+    p.add_argument("--executor", required=True, choices=["local", "slurm", "ray", "debug"])
+    p.add_argument("--parallel", type=int, default=1, help="cells running at once (array cap)")
+    p.add_argument("--gpus", type=int, default=0, help="GPUs per cell")
+    p.add_argument("--cpus", type=int, default=1, help="CPUs per cell")
+    p.add_argument("--retries", type=int, default=2, help="retries of a failed cell")
+    p.add_argument("--address", help="Ray cluster address (default: start Ray locally)")
+    p.add_argument("--timeout-min", type=int, default=240, help="per cell (submitit)")
+    p.add_argument("--partition", help="Slurm partition")
+    p.add_argument("--plan", help=plan_help)
+    p.set_defaults(func=cmd_grid_run)
+    p = grid.add_parser("cell", help="run cell INDEX of the plan (sbatch --array, k8s indexed job)")
+    p.add_argument("--index", required=True, type=int)
+    p.add_argument("--plan", help=plan_help)
+    p.set_defaults(func=cmd_grid_cell)
+    p = grid.add_parser("collect", help="check each cell's receipt and provenance; dvc commit")
+    p.add_argument("--plan", help=plan_help)
+    p.set_defaults(func=cmd_grid_collect)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a")
     p.add_argument("b")
     p.set_defaults(func=cmd_compare)
+    grid_parser(sub)
     p = sub.add_parser("new-method", help="write a documented method template into methods/")
     p.add_argument("name")
     p.set_defaults(func=cmd_new_method)
