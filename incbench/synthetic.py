@@ -14,19 +14,21 @@ Taste drift, per user (s = preference_shift, P = n_phases):
                               genre each phase): a fresh jump every phase; at large s one phase
                               replaces most of the taste (a cliff, then more cliffs)
     drift: gradual            one target genre per user, fixed for the whole stream; the taste
-                              moves along a straight line toward it, linear in the phase:
-                              taste[ph] = (1 - a[ph]) * taste[0] + a[ph] * onehot(target),
-                              a[ph] = s * ph / (P - 1)  (`ramp`): a trend, not a cliff
+                              moves from its Dirichlet start along a straight line toward it:
+                              taste[ph] = (1 - a[ph]) * start + a[ph] * onehot(target),
+                              a[ph] = s * (ph + 0.5) / P  (`ramp`: the line a(x) = s * x
+                              over the stream's time x in [0, 1], at each phase's midpoint;
+                              s at the stream's end): a trend, not a cliff
 
     gradual, s = 0.8, P = 10, cut by the calibration protocol (base 50%, 5 windows by count):
     time    0-----------------------50%--------------------100%
     phase   |  0 |  1 |  2 |  3 |  4 |  5 |  6 |  7 |  8 |  9 |
-    a[ph]     0   .09  .18  .27  .36  .44  .53  .62  .71  .80
+    a[ph]    .04  .12  .20  .28  .36  .44  .52  .60  .68  .76
     period  |  base: M0 learns here  | w1 | w2 | w3 | w4 | w5 |
 
 Every step moves each user's taste the same distance further toward the same genre, so a model
-trained on the past lags more the further ahead it serves; the target's weight, s by the last
-phase, is the total shift injected. Within a phase the taste is constant; with n_phases a
+trained on the past lags more the further ahead it serves; the target's weight, s by the
+stream's end, is the total shift injected. Within a phase the taste is constant; with n_phases a
 multiple of (protocol windows / (1 - base_fraction)) the phase steps fall on the window cuts.
 
 Each interaction: a user among those arrived, a genre from the user's current taste, an item
@@ -236,9 +238,14 @@ def simulate(p: SyntheticParams) -> tuple[Tables, Truth]:
 
 
 def ramp(p: SyntheticParams) -> np.ndarray:
-    """Gradual drift: the drift target's weight in each phase's taste, [phases]: linear in the
-    phase, from 0 in phase 0 to exactly preference_shift in the last phase."""
-    return p.preference_shift * np.arange(p.n_phases) / max(p.n_phases - 1, 1)
+    """Gradual drift: the drift target's weight in each phase's taste, [phases].
+
+    The ramp a(x) = preference_shift * x over the stream's time x in [0, 1], held in each phase
+    at the phase's midpoint (its mean over the phase): equal steps of preference_shift /
+    n_phases, from preference_shift / (2 n_phases) in phase 0 to preference_shift * (1 - 1 /
+    (2 n_phases)) in the last; the ramp itself reaches preference_shift at the stream's end.
+    """
+    return p.preference_shift * (np.arange(p.n_phases) + 0.5) / p.n_phases
 
 
 def _item_probs(logpop, item_phase, item_genre, G):

@@ -183,12 +183,14 @@ def _targets(truth) -> np.ndarray:
 def test_gradual_drift_moves_taste_monotonically_toward_one_target():
     p = synthetic.params_from({**GRADUAL, "preference_shift": 0.8})
     tables, truth = synthetic.simulate(p)
-    a = synthetic.ramp(p)  # equal steps from 0 in phase 0 to the whole shift in the last phase
-    assert a[0] == 0 and a[-1] == pytest.approx(0.8) and np.allclose(np.diff(a), 0.8 / 3)
+    a = synthetic.ramp(p)  # the line 0.8 * time at each phase's midpoint: 0.1, 0.3, 0.5, 0.7
+    assert np.allclose(a, [0.1, 0.3, 0.5, 0.7]) and np.allclose(np.diff(a), 0.8 / 4)
     taste = truth.taste.astype(float)
     target = np.eye(p.n_genres)[_targets(truth)]
+    start = (taste[:, 0] - a[0] * target) / (1 - a[0])  # the Dirichlet start, before any drift
+    assert np.allclose(start.sum(axis=1), 1) and (start > -1e-6).all()
     for ph in range(p.n_phases):  # every phase on the line from the start taste to the target
-        assert np.allclose(taste[:, ph], (1 - a[ph]) * taste[:, 0] + a[ph] * target, atol=1e-6)
+        assert np.allclose(taste[:, ph], (1 - a[ph]) * start + a[ph] * target, atol=1e-5)
     distance = np.abs(taste - target[:, None, :]).sum(axis=2)  # L1 to the target, per phase
     assert np.all(np.diff(distance, axis=1) < 0)
     # The stream follows: the share of interactions in the user's target genre grows by phase.
