@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from incbench import calibration, references, synthetic
-from incbench.config import ConfigError, Protocol
+from incbench.config import ConfigError, Protocol, protocol_from
 from incbench.metrics import ranking, tie_priority, top_k
 from tests.conftest import REPO
 
@@ -231,3 +231,20 @@ def test_oracle_follows_the_gradual_drift_and_the_stale_oracle_does_not():
     stale = [mass(references.oracle(windows, t, truth, stale=True).table.numpy()) for t in (1, 2, 3)]  # fmt: skip
     assert live[0] < live[1] < live[2]
     assert stale[0] == stale[2] < live[0]
+
+
+def test_calibration_stream_phases_fall_on_the_protocol_windows():
+    """params.yaml's calibration stream: the base holds the first phases and each window its
+    own, so the oracle of window t reads one step of the drift (the module docstring's
+    timeline)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    cal, protocol = calibration.params_from(params), protocol_from(params)
+    windows, truth = calibration.stream(cal, protocol, max(cal.shifts))
+    per_window = truth.n_phases * (1 - protocol.base_fraction) / protocol.n_windows
+    in_base = truth.n_phases * protocol.base_fraction
+    assert per_window == int(per_window) and in_base == int(in_base)
+    for t, period in enumerate(windows.periods):
+        lo = 0 if t == 0 else int(in_base + (t - 1) * per_window)
+        hi = int(in_base) if t == 0 else int(lo + per_window)
+        phases = truth.phase_of(period["timestamp"].to_numpy())
+        assert np.mean((phases >= lo) & (phases < hi)) > 0.95, (t, np.bincount(phases))
