@@ -1,7 +1,7 @@
 """Peer cross-check of the calibration table: implicit's ALS on the same synthetic windows.
 
-For preference_shift 0 and 0.8 (the calibration streams of params.yaml, cut by the protocol),
-it prints the warm-user NDCG@10 (mean of windows 2..N) of
+For preference_shift 0 and 0.8 (the calibration streams, drift: gradual with 10 phases, cut by
+the protocol), it prints the warm-user NDCG@10 (mean of windows 2..N) of
 
     mf  frozen (M0 only) / full_retrain      incbench, the backbone's recipe, seed 0
     ALS once on the base / retrained each    implicit 0.7 (32 factors, library defaults),

@@ -1,8 +1,12 @@
 """`incbench calibrate --backbone B`: can this harness see drift? A stream with known truth.
 
 For each `preference_shift` in `calibration.shifts` (no new users or items, no popularity
-drift: taste drift is the only change), the synthetic generator makes a stream and its truth;
-the protocol (params.yaml `protocol`) cuts it into the same windows as any dataset; then
+drift: taste drift is the only change), the synthetic generator makes a stream and its truth
+with `drift: gradual` (incbench/synthetic.py): each user's taste moves toward one fixed genre in
+equal steps, one per phase, reaching a weight of preference_shift on it in the last phase, so
+the drift is a trend a stale model falls further behind, window by window. Its phases fall on
+the protocol's cuts (the base holds the first half of them, each window one); the protocol
+(params.yaml `protocol`) cuts it into the same windows as any dataset; then
 
     oracle, stale_oracle,        reference rows (incbench/references.py), once per shift; the
     popularity                   stale oracle is the base period's truth served unchanged (for
@@ -67,8 +71,9 @@ def params_from(params: dict) -> CalibrationParams:
     return from_mapping(CalibrationParams, params.get("calibration"), "calibration")
 
 
-STREAM = {"n_users": 800, "n_items": 400, "n_interactions": 60_000, "n_phases": 6,
-          "new_user_fraction": 0.0, "new_item_fraction": 0.0, "popularity_drift": 0.0}  # fmt: skip
+STREAM = {"n_users": 800, "n_items": 400, "n_interactions": 60_000, "n_phases": 10,
+          "drift": "gradual", "new_user_fraction": 0.0, "new_item_fraction": 0.0,
+          "popularity_drift": 0.0}  # fmt: skip
 
 
 def stream(cal: CalibrationParams, protocol, shift: float) -> tuple[Windows, synthetic.Truth]:

@@ -5,8 +5,31 @@ The stream is divided into `n_phases` equal time phases. Between phases:
     phase:      0          1          2          3      ...
     users:   [initial] + new arrivals ---------------->   (new_user_fraction arrive after 0)
     items:   [initial] + new releases ---------------->   (new_item_fraction released after 0)
-    taste:   t0  -> shift toward a random genre by preference_shift each phase
+    taste:   t0  -> drift (`drift`, below), preference_shift sets how far
     pop.:    p0  -> AR(1) drift of log-popularity by popularity_drift each phase
+
+Taste drift, per user (s = preference_shift, P = n_phases):
+
+    drift: jumps (default)    taste[ph] = (1 - s) * taste[ph-1] + s * onehot(a NEW random
+                              genre each phase): a fresh jump every phase; at large s one phase
+                              replaces most of the taste (a cliff, then more cliffs)
+    drift: gradual            one target genre per user, fixed for the whole stream; the taste
+                              moves from its Dirichlet start along a straight line toward it:
+                              taste[ph] = (1 - a[ph]) * start + a[ph] * onehot(target),
+                              a[ph] = s * (ph + 0.5) / P  (`ramp`: the line a(x) = s * x
+                              over the stream's time x in [0, 1], at each phase's midpoint;
+                              s at the stream's end): a trend, not a cliff
+
+    gradual, s = 0.8, P = 10, cut by the calibration protocol (base 50%, 5 windows by count):
+    time    0-----------------------50%--------------------100%
+    phase   |  0 |  1 |  2 |  3 |  4 |  5 |  6 |  7 |  8 |  9 |
+    a[ph]    .04  .12  .20  .28  .36  .44  .52  .60  .68  .76
+    period  |  base: M0 learns here  | w1 | w2 | w3 | w4 | w5 |
+
+Every step moves each user's taste the same distance further toward the same genre, so a model
+trained on the past lags more the further ahead it serves; the target's weight, s by the
+stream's end, is the total shift injected. Within a phase the taste is constant; with n_phases a
+multiple of (protocol windows / (1 - base_fraction)) the phase steps fall on the window cuts.
 
 Each interaction: a user among those arrived, a genre from the user's current taste, an item
 of that genre from the current popularity among released items, and a 1-5 rating that grows
@@ -22,7 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,6 +56,7 @@ from incbench.data import Tables
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Thriller", "Western",
           "Animation", "Documentary", "Musical", "Mystery"]  # fmt: skip
+DRIFTS = ("jumps", "gradual")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +70,7 @@ class SyntheticParams:
     new_user_fraction: float = 0.4
     new_item_fraction: float = 0.3
     preference_shift: float = 0.3
+    drift: Literal["jumps", "gradual"] = "jumps"  # how taste moves between phases (docstring)
     popularity_drift: float = 0.3
     popularity_spread: float = 1.0
     start: int = 1_000_000_000
@@ -61,6 +86,7 @@ class SyntheticParams:
             (0 <= self.new_user_fraction < 1, "new_user_fraction must be in [0, 1)"),
             (0 <= self.new_item_fraction < 1, "new_item_fraction must be in [0, 1)"),
             (0 <= self.preference_shift <= 1, "preference_shift must be in [0, 1]"),
+            (self.drift in DRIFTS, f"drift must be one of {list(DRIFTS)}"),
             (0 <= self.popularity_drift <= 1, "popularity_drift must be in [0, 1]"),
             (self.duration_days > 0, "duration_days must be > 0"),
         ]
@@ -146,12 +172,18 @@ def simulate(p: SyntheticParams) -> tuple[Tables, Truth]:
     item_phase = _arrivals(rng, p.n_items, p.new_item_fraction, P)
     item_genre = rng.integers(0, G, size=p.n_items)
 
-    # Taste per user and phase: Dirichlet start, then a shift toward one genre per phase.
+    # Taste per user and phase: a Dirichlet start, then the drift (module docstring).
     taste = np.empty((p.n_users, P, G), dtype=np.float32)
     taste[:, 0] = rng.dirichlet(np.full(G, 0.3), size=p.n_users)
-    for ph in range(1, P):
+    if p.drift == "gradual":
+        base = taste[:, 0].copy()
         target = np.eye(G, dtype=np.float32)[rng.integers(0, G, size=p.n_users)]
-        taste[:, ph] = (1 - p.preference_shift) * taste[:, ph - 1] + p.preference_shift * target
+        for ph, a in enumerate(ramp(p)):
+            taste[:, ph] = (1 - a) * base + a * target
+    else:  # jumps: toward a new random genre every phase
+        for ph in range(1, P):
+            target = np.eye(G, dtype=np.float32)[rng.integers(0, G, size=p.n_users)]
+            taste[:, ph] = (1 - p.preference_shift) * taste[:, ph - 1] + p.preference_shift * target
     # Log-popularity per phase: AR(1) drift with stable variance.
     logpop = np.empty((P, p.n_items))
     logpop[0] = rng.normal(0, p.popularity_spread, size=p.n_items)
@@ -203,6 +235,17 @@ def simulate(p: SyntheticParams) -> tuple[Tables, Truth]:
     user_table = pd.DataFrame({"user": np.arange(p.n_users), "arrival_phase": user_phase})
     truth = Truth(taste, logpop, item_genre, item_phase, p.start, span)
     return Tables(inter, item_table, user_table), truth
+
+
+def ramp(p: SyntheticParams) -> np.ndarray:
+    """Gradual drift: the drift target's weight in each phase's taste, [phases].
+
+    The ramp a(x) = preference_shift * x over the stream's time x in [0, 1], held in each phase
+    at the phase's midpoint (its mean over the phase): equal steps of preference_shift /
+    n_phases, from preference_shift / (2 n_phases) in phase 0 to preference_shift * (1 - 1 /
+    (2 n_phases)) in the last; the ramp itself reaches preference_shift at the stream's end.
+    """
+    return p.preference_shift * (np.arange(p.n_phases) + 0.5) / p.n_phases
 
 
 def _item_probs(logpop, item_phase, item_genre, G):

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from incbench import calibration, references, synthetic
-from incbench.config import Protocol
+from incbench.config import ConfigError, Protocol, protocol_from
 from incbench.metrics import ranking, tie_priority, top_k
 from tests.conftest import REPO
 
@@ -169,3 +169,82 @@ def test_shift_zero_check_names_its_tolerance_by_the_number_of_seeds(seeds):
         assert "one seed: no seed noise measured" in line and "±" not in line
     else:
         assert "± 2 SE over seeds" in line and "±" in line.split(":")[2]
+
+
+GRADUAL = {"n_users": 50, "n_items": 30, "n_interactions": 4000, "n_phases": 4, "drift": "gradual",
+           "new_user_fraction": 0.0, "new_item_fraction": 0.0, "popularity_drift": 0.0}  # fmt: skip
+
+
+def _targets(truth) -> np.ndarray:
+    """Each user's drift target under `drift: gradual`: the genre the taste moved toward."""
+    return np.argmax(truth.taste[:, -1].astype(float) - truth.taste[:, 0], axis=1)
+
+
+def test_gradual_drift_moves_taste_monotonically_toward_one_target():
+    p = synthetic.params_from({**GRADUAL, "preference_shift": 0.8})
+    tables, truth = synthetic.simulate(p)
+    a = synthetic.ramp(p)  # the line 0.8 * time at each phase's midpoint: 0.1, 0.3, 0.5, 0.7
+    assert np.allclose(a, [0.1, 0.3, 0.5, 0.7]) and np.allclose(np.diff(a), 0.8 / 4)
+    taste = truth.taste.astype(float)
+    target = np.eye(p.n_genres)[_targets(truth)]
+    start = (taste[:, 0] - a[0] * target) / (1 - a[0])  # the Dirichlet start, before any drift
+    assert np.allclose(start.sum(axis=1), 1) and (start > -1e-6).all()
+    for ph in range(p.n_phases):  # every phase on the line from the start taste to the target
+        assert np.allclose(taste[:, ph], (1 - a[ph]) * start + a[ph] * target, atol=1e-5)
+    distance = np.abs(taste - target[:, None, :]).sum(axis=2)  # L1 to the target, per phase
+    assert np.all(np.diff(distance, axis=1) < 0)
+    # The stream follows: the share of interactions in the user's target genre grows by phase.
+    inter = tables.interactions
+    hit = truth.item_genre[inter["item"]] == _targets(truth)[inter["user"]]
+    share = pd.Series(hit).groupby(truth.phase_of(inter["timestamp"].to_numpy())).mean()
+    assert share.is_monotonic_increasing and share.iloc[-1] - share.iloc[0] > 0.5
+    # No shift, no drift: every phase keeps the start taste.
+    _, still = synthetic.simulate(synthetic.params_from({**GRADUAL, "preference_shift": 0.0}))
+    assert np.array_equal(still.taste, np.repeat(still.taste[:, :1], p.n_phases, axis=1))
+
+
+def test_gradual_drift_is_deterministic_and_jumps_stays_the_default():
+    p = synthetic.params_from({**GRADUAL, "preference_shift": 0.8})
+    (a, ta), (b, tb) = synthetic.simulate(p), synthetic.simulate(p)
+    assert a.interactions.equals(b.interactions) and np.array_equal(ta.taste, tb.taste)
+    other = synthetic.simulate(dataclasses.replace(p, seed=1))[0]
+    assert not a.interactions.equals(other.interactions)
+    assert synthetic.SyntheticParams().drift == "jumps"
+    with pytest.raises(ConfigError, match="drift"):
+        synthetic.params_from({"drift": "sudden"})
+
+
+def test_oracle_follows_the_gradual_drift_and_the_stale_oracle_does_not():
+    """Window by window the oracle puts more of its mass on each user's target genre (it reads
+    the taste at the evaluated window); the stale oracle keeps the base period's."""
+    cal = dataclasses.replace(SMALL, stream={**GRADUAL, "n_phases": 6})  # 3 base + 3 windows
+    windows, truth = calibration.stream(cal, Protocol(n_windows=3), 0.8)
+    n_users, n_items = windows.known(3)
+    users = windows.users["user"].to_numpy()[:n_users]
+    items = windows.items["item"].to_numpy()[:n_items]
+    on_target = truth.item_genre[items][None, :] == _targets(truth)[users][:, None]
+
+    def mass(table):  # mean over users of the share of the scores on the target genre
+        return float(np.mean((table * on_target).sum(axis=1) / table.sum(axis=1)))
+
+    live = [mass(references.oracle(windows, t, truth).table.numpy()) for t in (1, 2, 3)]
+    stale = [mass(references.oracle(windows, t, truth, stale=True).table.numpy()) for t in (1, 2, 3)]  # fmt: skip
+    assert live[0] < live[1] < live[2]
+    assert stale[0] == stale[2] < live[0]
+
+
+def test_calibration_stream_phases_fall_on_the_protocol_windows():
+    """params.yaml's calibration stream: the base holds the first phases and each window its
+    own, so the oracle of window t reads one step of the drift (the module docstring's
+    timeline)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    cal, protocol = calibration.params_from(params), protocol_from(params)
+    windows, truth = calibration.stream(cal, protocol, max(cal.shifts))
+    per_window = truth.n_phases * (1 - protocol.base_fraction) / protocol.n_windows
+    in_base = truth.n_phases * protocol.base_fraction
+    assert per_window == int(per_window) and in_base == int(in_base)
+    for t, period in enumerate(windows.periods):
+        lo = 0 if t == 0 else int(in_base + (t - 1) * per_window)
+        hi = int(in_base) if t == 0 else int(lo + per_window)
+        phases = truth.phase_of(period["timestamp"].to_numpy())
+        assert np.mean((phases >= lo) & (phases < hi)) > 0.95, (t, np.bincount(phases))
