@@ -134,11 +134,14 @@ def cmd_grid_run(args) -> int:
     path = plan_path(root, args.plan)
     status = run_plan(root, path, args.executor, parallel=args.parallel, gpus=args.gpus,
                       cpus=args.cpus, retries=args.retries, address=args.address,
-                      timeout_min=args.timeout_min, partition=args.partition)  # fmt: skip
+                      timeout_min=args.timeout_min, partition=args.partition,
+                      rerun=args.rerun)  # fmt: skip
     cells = status["cells"]
-    failed = {n: c for n, c in cells.items() if c["state"] != "done"}
-    print(f"{len(cells) - len(failed)} of {len(cells)} cells done on {args.executor} in "
-          f"{status.get('wall_s', 0):.1f} s (status: {path.with_suffix('.status.json')})")  # fmt: skip
+    failed = {n: c for n, c in cells.items() if c["state"] in ("failed", "pending")}
+    ran = sum(c["state"] == "done" for c in cells.values())
+    print(f"{ran} of {len(cells)} cells run on {args.executor} in {status.get('wall_s', 0):.1f} s, "
+          f"{len(cells) - ran - len(failed)} skipped (done earlier or committed; --rerun runs "
+          f"them) (status: {path.with_suffix('.status.json')})")  # fmt: skip
     for name, cell in failed.items():
         last = cell["attempts"][-1] if cell["attempts"] else {}
         print(f"  FAILED after {len(cell['attempts'])} attempts: {name}: {last.get('reason')}")
@@ -204,7 +207,12 @@ def grid_parser(sub) -> None:
     p.add_argument("--cpus", type=int, default=1, help="CPUs per cell")
     p.add_argument("--retries", type=int, default=2, help="retries of a failed cell")
     p.add_argument("--address", help="Ray cluster address (default: start Ray locally)")
-    p.add_argument("--timeout-min", type=int, default=240, help="per cell (submitit)")
+    p.add_argument("--timeout-min", type=int, default=240, help="per cell (submitit, ray)")
+    p.add_argument(
+        "--rerun",
+        action="store_true",
+        help="also run cells already done (a receipt collect accepts) or committed",
+    )
     p.add_argument("--partition", help="Slurm partition")
     p.add_argument("--plan", help=plan_help)
     p.set_defaults(func=cmd_grid_run)

@@ -57,6 +57,7 @@ WAVES = {"pretrain": ("pretrain", "pretrain_inner"), "tune": ("tune",), "run": (
 EXECUTORS = ("debug", "local", "slurm", "ray")
 DEFAULT_PLAN = Path(".dvc") / "tmp" / "grid" / "plan.json"  # git-ignored by DVC's .dvc/.gitignore
 LOG_TAIL = 4000  # characters of a failed command's output kept in the status file
+MAX_ARRAY = 1000  # tasks per Slurm job array (Slurm's default MaxArraySize is 1001)
 
 
 class GridError(IncbenchError):
@@ -160,6 +161,18 @@ def _head(root: Path) -> dict[str, Any]:
     return git_commit(root)
 
 
+def _ancestors(name: str, upstream: dict[str, list[str]]) -> set[str]:
+    """Every stage `name` depends on, directly or through others."""
+    seen: set[str] = set()
+    todo = list(upstream.get(name, []))
+    while todo:
+        u = todo.pop()
+        if u not in seen:
+            seen.add(u)
+            todo.extend(upstream.get(u, []))
+    return seen
+
+
 def plan(root: Path, stage: str, path: Path) -> dict[str, Any]:
     """`incbench grid plan`: the stale cells of one wave, written to `path`."""
     from incbench import io
@@ -176,12 +189,18 @@ def plan(root: Path, stage: str, path: Path) -> dict[str, Any]:
     stale = stale_stages(root)
     upstream = _upstream(stages)
     cells, blocked = [], {}
-    for name in sorted(stale):
-        if name.split("@", 1)[0] not in WAVES[stage] or name not in stages:
-            continue
-        waiting = [u for u in upstream[name] if u in stale]
+    in_wave = lambda name: name.split("@", 1)[0] in WAVES[stage]  # noqa: E731
+    for name in sorted(n for n in stale if in_wave(n) and n not in stages):
+        blocked[name] = "stale, but not among DVC's resolved stages: did dvc.yaml change?"
+    for name in sorted(n for n in stages if in_wave(n)):
+        # every stale stage upstream, not only direct ones: a run fed by a stale pretrain is
+        # not itself reported by `dvc status` until the pretrain has run
+        waiting = sorted(_ancestors(name, upstream) & stale)
         if waiting:
-            blocked[name] = f"upstream stage(s) stale: {', '.join(waiting)}"
+            blocked[name] = (f"upstream stage(s) stale: {', '.join(waiting)} (plan and run "
+                             "their wave first)")  # fmt: skip
+            continue
+        if name not in stale:
             continue
         s = stages[name]
         cells.append({"name": name, "cmd": s["cmd"], "deps": s["deps"], "outs": s["outs"],
@@ -273,13 +292,22 @@ def _failed_job(cell: dict, attempt: int, exc: BaseException) -> dict[str, Any]:
             "reason": f"job failed: {type(exc).__name__}: {exc}"[-LOG_TAIL:]}  # fmt: skip
 
 
-def _window(cells, attempt, parallel, submit, done, result) -> list[dict]:
-    """Keep at most `parallel` jobs in flight; return the receipts in the order of `cells`."""
-    pending, running, out = list(cells), {}, {}
+def _window(cells, attempt, parallel, submit, done, result, timeout_s: float = 0,
+            cancel=None) -> list[dict]:  # fmt: skip
+    """Keep at most `parallel` jobs in flight; return the receipts in the order of `cells`.
+    With `timeout_s` and `cancel`, a job running longer is cancelled and its cell failed."""
+    pending, running, out, started = list(cells), {}, {}, {}
     while pending or running:
         while pending and len(running) < parallel:
             cell = pending.pop(0)
             running[cell["name"]] = (cell, submit(cell))
+            started[cell["name"]] = time.time()
+        if timeout_s and cancel is not None:
+            for name in [n for n in running if time.time() - started[n] > timeout_s]:
+                cell, job = running.pop(name)
+                cancel(job)
+                out[name] = _failed_job(cell, attempt, TimeoutError(
+                    f"no result after {timeout_s / 60:g} min (--timeout-min); cancelled"))  # fmt: skip
         finished = [n for n, (_, job) in running.items() if done(job)]
         for name in finished:
             cell, job = running.pop(name)
@@ -309,9 +337,20 @@ def _submitit(kind, root, commit, cells, attempt, opts, folder) -> list[dict]:
         if opts.get("partition"):
             params["slurm_partition"] = opts["partition"]
     executor.update_parameters(**params)
-    if kind == "slurm":  # one job array, at most --parallel cells running at once
-        n = len(cells)
-        jobs = executor.map_array(run_cell, [root] * n, [commit] * n, cells, [attempt] * n)
+    if kind == "slurm":  # job arrays of at most MAX_ARRAY, at most --parallel cells running
+        jobs = []
+        for lo in range(0, len(cells), MAX_ARRAY):
+            part = cells[lo : lo + MAX_ARRAY]
+            n = len(part)
+            try:
+                jobs += executor.map_array(run_cell, [root] * n, [commit] * n, part,
+                                           [attempt] * n)  # fmt: skip
+            except Exception as exc:  # no sbatch, a rejected partition or array size, …
+                raise GridError(
+                    f"slurm refused the job array ({type(exc).__name__}: {exc}); check that "
+                    "sbatch is on PATH, the --partition exists and MaxArraySize allows "
+                    f"{n} tasks; cells submitted before this one keep running"
+                ) from exc
         out = []
         for cell, job in zip(cells, jobs):
             try:
@@ -339,6 +378,10 @@ def _ray(root, commit, cells, attempt, opts) -> list[dict]:
         raise GridError("the ray executor needs ray: pip install 'incbench[ray]'") from exc
     if not ray.is_initialized():
         ray.init(address=opts.get("address"), log_to_driver=False)
+    have = ray.cluster_resources().get("GPU", 0)
+    if opts["gpus"] and opts["gpus"] > have:
+        raise GridError(f"--gpus {opts['gpus']} per cell, but the Ray cluster has {have:g} "
+                        "GPU(s): no cell could ever start; lower --gpus or add GPU nodes")  # fmt: skip
     task = ray.remote(run_cell).options(num_cpus=opts["cpus"], num_gpus=opts["gpus"] or 0,
                                         max_retries=0)  # fmt: skip
 
@@ -349,14 +392,20 @@ def _ray(root, commit, cells, attempt, opts) -> list[dict]:
     def submit(cell):
         return task.remote(root, commit, cell, attempt)
 
-    return _window(cells, attempt, opts["parallel"], submit, done, ray.get)
+    def cancel(ref):
+        ray.cancel(ref, force=True)
+
+    return _window(cells, attempt, opts["parallel"], submit, done, ray.get,
+                   opts["timeout_min"] * 60, cancel)  # fmt: skip
 
 
 def run_plan(root: Path, path: Path, executor: str, parallel: int = 1, gpus: int = 0,
              cpus: int = 1, retries: int = 2, address: str | None = None,
-             timeout_min: int = 240, partition: str | None = None) -> dict[str, Any]:  # fmt: skip
+             timeout_min: int = 240, partition: str | None = None, rerun: bool = False,
+             ) -> dict[str, Any]:  # fmt: skip
     """`incbench grid run`: every planned cell on `executor`, failed ones retried; the status
-    file (beside the plan) lists each cell as done or failed with every attempt."""
+    file (beside the plan) lists each cell as done or failed with every attempt. Cells already
+    committed, or with a receipt `collect` would accept, are skipped unless `rerun`."""
     from incbench import io
 
     if executor not in EXECUTORS:
@@ -378,6 +427,19 @@ def run_plan(root: Path, path: Path, executor: str, parallel: int = 1, gpus: int
                               "parallel": parallel, "gpus": gpus, "retries": retries,
                               "cells": {n: {"state": "pending", "attempts": []} for n in cells}}  # fmt: skip
     todo = list(cells)
+    if not rerun:  # a cell committed since, or with a receipt that still holds, is not rerun
+        stale = stale_stages(root)
+        for name in list(todo):
+            rpath = receipt_path(path, name)
+            receipt = json.loads(rpath.read_text()) if rpath.exists() else None
+            if name not in stale:
+                status["cells"][name]["state"] = "already committed"
+            elif receipt is not None and not check_cell(root, record, cells[name], receipt, stale):
+                status["cells"][name]["state"] = "done (an earlier run; --rerun to run again)"
+            else:
+                continue
+            todo.remove(name)
+    io.write_json(status_path, status)  # every cell listed before any is dispatched
     for attempt in range(1, retries + 2):
         if not todo:
             break

@@ -141,6 +141,15 @@ def test_submitit_grid_matches_local_repro_and_collect_refuses(local, tuned, tmp
     assert incbench(root, "grid", "run", "--executor", "local", "--parallel", "2") == 0
     status = json.loads((root / ".dvc/tmp/grid/plan.status.json").read_text())
     assert {c["state"] for c in status["cells"].values()} == {"done"}
+    # run again: every receipt still holds, so nothing runs (no output is rewritten)
+    receipts = {n: grid.receipt_path(root / ".dvc/tmp/grid/plan.json", n).read_bytes()
+                for n in RUNS}  # fmt: skip
+    assert incbench(root, "grid", "run", "--executor", "local") == 0
+    status = json.loads((root / ".dvc/tmp/grid/plan.status.json").read_text())
+    assert all(c["state"].startswith("done (an earlier run") for c in status["cells"].values())
+    assert all(c["attempts"] == [] for c in status["cells"].values())
+    assert receipts == {n: grid.receipt_path(root / ".dvc/tmp/grid/plan.json", n).read_bytes()
+                        for n in RUNS}  # fmt: skip
 
     # frozen is run again by hand at another commit; head_only's input changes after its run
     sh(root, "git", "commit", "-q", "--allow-empty", "-m", "another commit")
@@ -190,7 +199,7 @@ def test_failed_cells_are_retried_and_reported(tmp_path):
     cell = {"name": "run@broken", "cmd": "echo trying; exit 3", "deps": ["params.yaml"],
             "outs": [], "upstream": [], "inputs": grid.hash_paths(root, ["params.yaml"])}  # fmt: skip
     path.write_text(json.dumps({"commit": commit, "stage": "run", "cells": [cell]}))
-    status = grid.run_plan(root, path, "debug", retries=1)
+    status = grid.run_plan(root, path, "debug", retries=1, rerun=True)  # no dvc project here
     entry = status["cells"]["run@broken"]
     assert entry["state"] == "failed" and [a["rc"] for a in entry["attempts"]] == [3, 3]
     assert "trying" in entry["attempts"][-1]["log_tail"]
@@ -200,6 +209,14 @@ def test_failed_cells_are_retried_and_reported(tmp_path):
     assert grid.check_cell(root, record, cell, receipt, set()) == [
         "its last attempt failed: exit code 3"
     ]
+
+
+def test_a_cell_behind_a_stale_stage_at_any_depth_is_blocked():
+    upstream = {"run@a": ["tune@a", "pretrain@a"], "tune@a": ["pretrain_inner@a"],
+                "pretrain_inner@a": ["split@d"], "pretrain@a": ["split@d"], "split@d": []}  # fmt: skip
+    assert grid._ancestors("run@a", upstream) == {"tune@a", "pretrain@a", "pretrain_inner@a",
+                                                  "split@d"}  # fmt: skip
+    assert grid._ancestors("split@d", upstream) == set()
 
 
 def test_ray_grid_matches_local_repro(local, tuned, tmp_path, capsys):
