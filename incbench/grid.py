@@ -218,6 +218,22 @@ def load_plan(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _plan_at_head(root: Path, path: Path, fix: str) -> dict[str, Any]:
+    """The plan, if the checkout is clean at its dispatch commit (else a GridError with `fix`)."""
+    record = load_plan(path)
+    head = _head(root)
+    if head["commit"] != record["commit"] or head["dirty"]:
+        raise GridError(f"the checkout is at {head['commit']}{' (dirty)' * head['dirty']}, the "
+                        f"plan's dispatch commit is {record['commit']}: {fix}")  # fmt: skip
+    return record
+
+
+def _receipt(path: Path, cell: str) -> dict[str, Any] | None:
+    """A cell's receipt beside the plan, or None if it never ran."""
+    rpath = receipt_path(path, cell)
+    return json.loads(rpath.read_text()) if rpath.exists() else None
+
+
 def receipt_path(path: Path, cell: str) -> Path:
     return path.parent / "cells" / f"{cell}.json"
 
@@ -412,12 +428,7 @@ def run_plan(root: Path, path: Path, executor: str, parallel: int = 1, gpus: int
         raise GridError(f"--executor must be one of {', '.join(EXECUTORS)}")
     if parallel < 1 or retries < 0:
         raise GridError("--parallel >= 1 and --retries >= 0")
-    record = load_plan(path)
-    head = _head(root)
-    if head["commit"] != record["commit"] or head["dirty"]:
-        raise GridError(f"the checkout is at {head['commit']}{' (dirty)' * head['dirty']}, the "
-                        f"plan's dispatch commit is {record['commit']}: check it out (clean) or "
-                        "plan again")  # fmt: skip
+    record = _plan_at_head(root, path, "check it out (clean) or plan again")
     opts = {"parallel": parallel, "gpus": gpus, "cpus": cpus, "address": address,
             "timeout_min": timeout_min, "partition": partition}  # fmt: skip
     status_path = path.with_suffix(".status.json")
@@ -430,8 +441,7 @@ def run_plan(root: Path, path: Path, executor: str, parallel: int = 1, gpus: int
     if not rerun:  # a cell committed since, or with a receipt that still holds, is not rerun
         stale = stale_stages(root)
         for name in list(todo):
-            rpath = receipt_path(path, name)
-            receipt = json.loads(rpath.read_text()) if rpath.exists() else None
+            receipt = _receipt(path, name)
             if name not in stale:
                 status["cells"][name]["state"] = "already committed"
             elif receipt is not None and not check_cell(root, record, cells[name], receipt, stale):
@@ -516,20 +526,15 @@ def collect(root: Path, path: Path) -> dict[str, Any]:
     """`incbench grid collect`: check every planned cell, then one `dvc commit` of the accepted."""
     from incbench import io
 
-    record = load_plan(path)
-    head = _head(root)
-    if head["commit"] != record["commit"] or head["dirty"]:
-        raise GridError(f"the checkout is at {head['commit']}{' (dirty)' * head['dirty']}, the "
-                        f"plan's dispatch commit is {record['commit']}: dvc.lock must be written "
-                        "at the commit that produced the cells")  # fmt: skip
+    record = _plan_at_head(root, path, "dvc.lock must be written at the commit that produced "
+                           "the cells")  # fmt: skip
     stale = stale_stages(root)
     accepted, refused, current = [], {}, []
     for cell in record["cells"]:
         if cell["name"] not in stale:
             current.append(cell["name"])  # already committed (an earlier collect)
             continue
-        rpath = receipt_path(path, cell["name"])
-        receipt = json.loads(rpath.read_text()) if rpath.exists() else None
+        receipt = _receipt(path, cell["name"])
         reasons = check_cell(root, record, cell, receipt, stale)
         if reasons:
             refused[cell["name"]] = reasons
