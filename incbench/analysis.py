@@ -49,7 +49,7 @@ def _warm(rec: dict[str, Any]) -> pd.DataFrame:
     """Warm users' per-user rows of windows >= FIRST_TESTED (none if the run wrote none)."""
     df = rec.get("per_user")
     if df is None or not len(df):
-        return pd.DataFrame(columns=["window", "user_idx", "cold_user", *TESTED])
+        return pd.DataFrame(columns=["window", "user_idx", "cold_user", *TESTED, "user_auc"])
     return df[~df["cold_user"].astype(bool) & (df["window"] >= FIRST_TESTED)]
 
 
@@ -130,9 +130,10 @@ def adjust(tests: list[dict]) -> list[dict]:
     return out
 
 
-def significance(records: list[dict[str, Any]]) -> pd.DataFrame:
+def significance(records: list[dict[str, Any]], tested: tuple[str, ...] = TESTED) -> pd.DataFrame:
     """The headline tests (family "headline", window empty), then the per-window tests
-    (family "per-window"), each family Holm-corrected on its own; columns COLUMNS."""
+    (family "per-window"), each family Holm-corrected on its own; columns COLUMNS. `tested`:
+    the per-user metrics (a preset that leads with AUC adds user_auc: report.tested)."""
     headline_runs = _runs(records, ("ok",))
     window_runs = _runs(records, ("ok", "failed"))
     if REFERENCE not in window_runs:
@@ -140,11 +141,11 @@ def significance(records: list[dict[str, Any]]) -> pd.DataFrame:
     methods = [m for m in window_runs if m != REFERENCE]
     headline = [_test(headline_runs, m, metric, None)
                 for m in methods if m in headline_runs and REFERENCE in headline_runs
-                for metric in TESTED]  # fmt: skip
+                for metric in tested]  # fmt: skip
     windows = sorted({int(w) for runs in window_runs.values() for rows in runs.values()
                       for w in rows["window"]})  # fmt: skip
     per_window = [_test(window_runs, m, metric, t)
-                  for t in windows for m in methods for metric in TESTED]  # fmt: skip
+                  for t in windows for m in methods for metric in tested]  # fmt: skip
     rows = adjust([t for t in headline if t]) + adjust([t for t in per_window if t])
     if not rows:
         return pd.DataFrame()

@@ -92,6 +92,8 @@ def _record(root, folder, params, dataset, backbone, method_name, seed) -> list[
         extra = {"capped_windows": len(capped),
                  "capped_steps": int(capped["fit_steps"].max()) if len(capped) else 0,
                  "budget_windows": int((per_window["fit_stopped"] == "step_budget").sum())}  # fmt: skip
+    if "guard_kept_previous" in per_window:  # update_guard: the updates it turned down
+        extra["guard_windows"] = int(per_window["guard_kept_previous"].sum())
     return [dataclasses.replace(
         rec, cost={k: v for k, v in cost.items() if k not in ("device", "device_name", "serving_m0")},
         retention=summary["retention"][RETENTION_MATRICES[0]],

@@ -139,6 +139,13 @@ class Protocol:
     base_rows: int = 0
     # holdout part of every period: random rows (under `seed`) or the period's last rows by time
     holdout_mode: typing.Literal["random", "tail"] = "random"
+    # where a fit's early stopping picks its epoch count (backbone val_fraction/patience):
+    # tail = the newest val_fraction of the fit's own rows, then all rows for that many epochs;
+    # holdout = the period's holdout part (base for M0, window t for an update), best epoch kept
+    selection: typing.Literal["tail", "holdout"] = "tail"
+    # holdout_auc: after each update, keep M_(t-1) unless M_t's AUC on window t's holdout part
+    # is higher (LSAT's fine-tuning rule, here for every method alike; none = always accept)
+    update_guard: typing.Literal["none", "holdout_auc"] = "none"
     preset: str = ""
 
     def __post_init__(self):
@@ -156,6 +163,10 @@ class Protocol:
              "window_mode fixed needs window_rows >= 1 (samples per window), e.g. 10000"),
             (fixed or (self.window_rows == 0 and self.base_rows == 0),
              "window_rows and base_rows apply to window_mode fixed only; remove them"),
+            (self.holdout_fraction > 0
+             or (self.selection == "tail" and self.update_guard == "none"),
+             "selection: holdout and update_guard: holdout_auc need a holdout part: set "
+             "holdout_fraction > 0, e.g. 0.1"),
             (self.preset in ("", *PRESETS),
              f"unknown preset {self.preset!r}; known presets: {sorted(PRESETS)}"),
         ]  # fmt: skip
@@ -173,6 +184,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # time cut into 20 periods of 10,000 (period 1 = the base, 2..20 = the windows); inside each
     # period the first 90% by time train and the last 10% validate; the next period tests;
     # label = rating > 3 (3.5 on a 1-5 scale with whole or half stars); headline metric AUC.
+    # Its training rules: early stopping on the validation part (selection: holdout), and an
+    # update is kept only if it raises validation AUC (update_guard: holdout_auc).
     "lsat": {
         "min_history": 10,
         "window_mode": "fixed",
@@ -182,8 +195,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "holdout_mode": "tail",
         "holdout_fraction": 0.1,
         "positive_threshold": 3.5,
+        "selection": "holdout",
+        "update_guard": "holdout_auc",
     },
 }
+# A preset whose paper leads with another metric: its quality tables lead with it, and its
+# per-user form joins the significance tests (report.quality_columns, report.tested).
+PRESET_HEADLINES = {"lsat": "auc"}
 CITATIONS = {
     "lsat": 'protocol preset lsat: the data setup of Shi et al., "Preliminary Study on '
     'Incremental Learning for Large Language Model-based Recommender Systems" (LSAT), '

@@ -24,7 +24,15 @@ import pandas as pd
 import torch
 
 from incbench.metric_registry import ITEM_SLICED, RETENTION, SLICED
-from incbench.metrics import KS, best_threshold, classification, ranking, tie_priority, top_k
+from incbench.metrics import (
+    KS,
+    best_threshold,
+    classification,
+    ranking,
+    tie_priority,
+    top_k,
+    user_auc,
+)
 
 USER_CHUNK = 1024
 
@@ -101,6 +109,11 @@ def next_window(model, periods: list[pd.DataFrame], t: int, known: list[tuple[in
     positives = window.loc[window["positive"], ["user_idx", "item_idx"]]
     per_user = rank_users(model, positives, seen, n_items, n_items_before, device, tie_seed)
     per_user["cold_user"] = per_user["user_idx"] >= n_users_before
+    # each ranked warm user's AUC over its rated rows of window t (NaN without both labels):
+    # the per-user unit behind a test of AUC (analysis.py)
+    auc = user_auc(labels[warm_rows], scores[warm_rows], users[warm_rows])
+    per_user = per_user.merge(auc[["user_idx", "user_auc"]], on="user_idx", how="left")
+    metrics["warm_user:user_auc"] = _mean(per_user.loc[~per_user["cold_user"], "user_auc"])
     ranking_cols = [c for c in per_user.columns if "@" in c]
     for col in ranking_cols:
         metrics[col] = _mean(per_user[col])

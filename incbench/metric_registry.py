@@ -44,6 +44,8 @@ _DEFS = [
     Metric("f1", "F1", True, "classification", 4),
     Metric("auc", "AUC", True, "classification", 4),
     Metric("gauc", "GAUC", True, "classification", 4),
+    # mean over ranked users of each user's AUC on its rated rows: the per-user unit of AUC
+    Metric("user_auc", "User AUC", True, "classification", 4),
     Metric("logloss", "LogLoss", False, "classification", 4),
     Metric("majority_accuracy", "Majority accuracy", None, "classification", 4),
     Metric("majority_f1", "Majority F1", None, "classification", 4),

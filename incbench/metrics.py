@@ -80,15 +80,25 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def gauc(labels: np.ndarray, logits: np.ndarray, users: np.ndarray) -> float:
-    """Per-user ROC-AUC, averaged over users with both labels, weighted by their rows."""
+def user_auc(labels: np.ndarray, logits: np.ndarray, users: np.ndarray) -> pd.DataFrame:
+    """Per user with both labels among its rows: its ROC-AUC (columns user_idx, user_auc,
+    rows), users in ascending order."""
     frame = pd.DataFrame({"u": users, "y": labels, "s": logits})
-    total = weight = 0.0
-    for _, part in frame.groupby("u", sort=True):
+    out = []
+    for user, part in frame.groupby("u", sort=True):
         y = part["y"].to_numpy()
         if 0 < y.sum() < len(y):
-            total += roc_auc(y, part["s"].to_numpy()) * len(y)
-            weight += len(y)
+            out.append((user, roc_auc(y, part["s"].to_numpy()), len(y)))
+    out = pd.DataFrame(out, columns=["user_idx", "user_auc", "rows"])
+    return out.astype({"user_idx": np.int64, "user_auc": np.float64, "rows": np.int64})
+
+
+def gauc(labels: np.ndarray, logits: np.ndarray, users: np.ndarray) -> float:
+    """Per-user ROC-AUC, averaged over users with both labels, weighted by their rows."""
+    total = weight = 0.0
+    for auc, rows in user_auc(labels, logits, users)[["user_auc", "rows"]].itertuples(index=False):
+        total += auc * rows
+        weight += rows
     return total / weight if weight else float("nan")
 
 

@@ -30,6 +30,7 @@ from incbench.config import (
     from_mapping,
 )
 from incbench.meter import CONTENDED, Meter, snapshot, update_delta
+from incbench.metrics import roc_auc
 from incbench.progress import progress
 from incbench.serving import index_rebuild_ms
 from incbench.split import Windows
@@ -84,6 +85,7 @@ def pretrain_model(
         model, base_train(windows), n_items=n_items, n_negatives=protocol.n_negatives, lr=bparams.lr,
         epochs=bparams.pretrain_epochs, batch_size=bparams.batch_size, seed=train.seed_for(seed, 0, "fit"),
         groups=list(bparams.pretrain_groups) or None, device=device, **fit_options(bparams, budget),
+        **validation(protocol, windows, 0),
     )  # fmt: skip
     model.observe(base_train(windows))
     return model, fit
@@ -166,7 +168,8 @@ def make_context(
         rng=np.random.default_rng(train.seed_for(setup.seed, t, "method", setup.spec.name)),
         state=state, build=functools.partial(setup.build, n_users, n_items),
         fit_defaults={"n_negatives": setup.protocol.n_negatives, "batch_size": setup.bparams.batch_size,
-                      **fit_options(setup.bparams, setup.budget)},
+                      **fit_options(setup.bparams, setup.budget),
+                      **validation(setup.protocol, setup.windows, t)},
         device=setup.device, m0=m0, periods=tuple(history),
         step_budget=setup.protocol.step_budget,
     )  # fmt: skip
@@ -175,6 +178,22 @@ def make_context(
 def base_train(windows: Windows) -> pd.DataFrame:
     base = windows.periods[0]
     return base[base["part"] == "train"].reset_index(drop=True)
+
+
+def holdout_rows(windows: Windows, t: int) -> pd.DataFrame:
+    period = windows.periods[t]
+    return period[period["part"] == "holdout"].reset_index(drop=True)
+
+
+def validation(protocol: Protocol, windows: Windows, t: int) -> dict:
+    """`selection: holdout`: period t's holdout part is every fit's validation frame."""
+    return {"validation": holdout_rows(windows, t)} if protocol.selection == "holdout" else {}
+
+
+def holdout_auc(model, windows: Windows, t: int, device: str) -> float:
+    """AUC of `model`'s logits for the liked label on period t's holdout rows (the guard)."""
+    rows = holdout_rows(windows, t)
+    return roc_auc(rows["positive"].to_numpy(), evaluate.logits(model, rows, device))
 
 
 PROBE_ROWS = 32  # the FLOP rates are exact for any probe with two or more items: small is cheap
@@ -215,13 +234,18 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
         per_user.append(users)
         ctx = make_context(setup, model, t, history, state, m0)
         before = snapshot(model)
+        guarded = setup.protocol.update_guard == "holdout_auc"
+        previous = copy.deepcopy(model) if guarded else None
         try:
             with Meter(device) as meter:
                 model = spec.update(ctx, setup.mparams)
+                if guarded:  # part of the update: the validation passes are timed too
+                    model, guard = _guard(model, previous, setup, t)
         except train.Diverged as exc:
             status, reason = "failed", f"window {t}: {exc}"
             rows.append({"window": t, "status": "failed", **metrics})
             break
+        del previous
         changed, delta = update_delta(before, model)
         del before
         probe = ctx.window.iloc[:PROBE_ROWS]
@@ -236,7 +260,7 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
             "loadavg_1m": meter.result.loadavg_1m,
             "trainable_params": trainable, "changed_params": changed, "delta_bytes": delta,
             "train_rows": len(ctx.window), "update_gflops": flops / 1e9,
-            **fit_record(ctx.results),
+            **fit_record(ctx.results), **(guard if guarded else {}),
         }  # fmt: skip
         rows.append({"window": t, "status": "ok", **metrics, **cost})
         history.append(ctx.window)
@@ -254,6 +278,17 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
                 }
             )
     return _result(setup, status, reason, rows, per_user, retention)
+
+
+def _guard(model, previous, setup: Setup, t: int) -> tuple[torch.nn.Module, dict]:
+    """`update_guard: holdout_auc`: M_t if its AUC on window t's holdout part is higher than
+    M_(t-1)'s, else M_(t-1) (LSAT keeps the old weights when validation AUC does not improve)."""
+    for m in (model, previous):
+        m.to(setup.device).eval()
+    new, old = (holdout_auc(m, setup.windows, t, setup.device) for m in (model, previous))
+    kept = not new > old  # a NaN AUC (one class only) never replaces the previous model
+    guard = {"guard_auc_update": new, "guard_auc_previous": old, "guard_kept_previous": int(kept)}
+    return (previous if kept else model), guard
 
 
 def _not_applicable(setup: Setup, why: str) -> RunResult:

@@ -34,11 +34,12 @@ from incbench.collect import (
 )
 from incbench.config import (
     CITATIONS,
+    PRESET_HEADLINES,
     hardware_profile_from,
     load_params,
     protocol_from,
 )
-from incbench.metric_registry import HEADLINE, TESTED, column
+from incbench.metric_registry import HEADLINE, TESTED, column, label
 from incbench.plots import make_plots
 from incbench.tables import Column, latency_rows, quality_rows, table, write_table
 
@@ -55,7 +56,22 @@ QUALITY: list[Column] = [  # headline: warm users, windows 2..N (summary["next_w
     column("cost_vs_full_retrain"),
     ("tuning", "Tuning", None),
 ]
-MARKED = {f"warm_user:{m}": m for m in TESTED}  # column -> the tested per-user metric
+MARKED = {f"warm_user:{m}": m for m in (*TESTED, "user_auc")}  # column -> tested per-user metric
+
+
+def quality_columns(protocol) -> list[Column]:
+    """QUALITY, or for a preset that leads with AUC (lsat): AUC and User AUC first."""
+    if PRESET_HEADLINES.get(protocol.preset) != "auc":
+        return QUALITY
+    return [column("auc"), column("warm_user:user_auc"), *(c for c in QUALITY if c[0] != "auc")]
+
+
+def tested(protocol) -> tuple[str, ...]:
+    """The per-user metrics of the significance tests: TESTED, plus user_auc for a preset
+    that leads with AUC (the test of AUC needs a per-user unit: each user's own AUC)."""
+    return (*TESTED, "user_auc") if PRESET_HEADLINES.get(protocol.preset) == "auc" else TESTED
+
+
 COST: list[Column] = [column(m) for m in (
     "update_wall_s", "update_cpu_s", "peak_mem_mb", "peak_mem_increase_mb", "update_gflops",
     "trainable_params", "changed_params", "delta_kb", "fit_steps", "usd_per_update",
@@ -83,6 +99,10 @@ def protocol_text(protocol) -> str:
         + (" (each period's last rows by time)" if protocol.holdout_mode == "tail" else "")
         + f", positive = rating >= {protocol.positive_threshold:g}, {protocol.n_negatives} "
         "negatives, full-catalogue ranking"
+        + (", early stopping on each period's holdout part"
+           if protocol.selection == "holdout" else "")
+        + (", an update kept only if it raises AUC on its window's holdout part"
+           if protocol.update_guard == "holdout_auc" else "")
     )  # fmt: skip
     if protocol.preset:
         text += f" — {CITATIONS[protocol.preset]}; the preset's headline metric is AUC"
@@ -142,7 +162,7 @@ SIG_NOTE = ("▲ / ▼: significantly better / worse than full_retrain (α = 0.0
             "windows 2..N: per user, the metric averaged over the windows 2..N where the user "
             "was warm, then over seeds (unit = user, users present in every seed of both "
             "methods); paired Wilcoxon signed-rank test, Holm-corrected across all methods × "
-            "{NDCG@10, Recall@10} tests of this table. Window 1 (the shared M0) and cold users "
+            "{{{tested}}} tests of this table. Window 1 (the shared M0) and cold users "
             "are not tested; the marked cells show the same population (warm users, windows "
             "2..N, mean of per-window means). Effects, CIs and seed spread: significance table.")  # fmt: skip
 
@@ -170,13 +190,15 @@ def report(root: Path) -> list[Path]:
                 continue  # said once in results/README.md, not as a table of empty rows
             add_estimates(records, profile_name, profile)
             analysis.continual(records)
-            sig = analysis.significance(records)
+            protocol = protocol_from(params)
+            sig = analysis.significance(records, tested(protocol))
             prov = provenance(root, records, dataset)
-            n_windows = protocol_from(params).n_windows
+            n_windows = protocol.n_windows
             stem = f"{dataset}-{backbone}"
             refs = reference_records(root, params, dataset)
             for kind, (columns, what) in KINDS.items():
                 columns = columns or continual_columns(n_windows)
+                columns = quality_columns(protocol) if kind == "quality" else columns
                 if kind == "quality":
                     marks = {(m, col): mark for (m, tested), mark in analysis.marks(sig).items()
                              for col, name in MARKED.items() if name == tested}  # fmt: skip
@@ -187,7 +209,12 @@ def report(root: Path) -> list[Path]:
                     rows, csv = table(records, columns)
                 cap = caption(root, params, dataset, backbone, records, what)
                 if kind == "quality":
-                    cap += " " + QUALITY_NOTE + " " + SIG_NOTE
+                    cap += (
+                        " "
+                        + QUALITY_NOTE
+                        + " "
+                        + SIG_NOTE.format(tested=", ".join(label(m) for m in tested(protocol)))
+                    )
                 if kind in ("cost", "latency"):
                     cap += (f" $ and kWh are estimates from measured seconds at hardware profile "
                             f"'{profile_name}' ({profile.price_per_hour:g} $/h, {profile.watts:g} W).")  # fmt: skip

@@ -90,6 +90,13 @@ def table(
             if any(r.get("budget_windows") for r in ok):  # the protocol's equal-compute mode
                 windows = max(r["budget_windows"] for r in ok)
                 status += f"; step budget used up ({windows} windows)"
+            guarded = [r for r in ok if r.get("guard_windows") is not None]
+            if guarded:  # the protocol's update_guard: how often it kept M_(t-1)
+                kept = sum(r["guard_windows"] for r in guarded) / len(guarded)
+                status += (
+                    f"; update_guard kept M_(t-1) in {kept:.3g} of "
+                    f"{len(guarded[0]['by_window'])} updates (mean over seeds)"
+                )
         else:
             first = recs[0]
             status = f"{first['status'].replace('_', ' ')}: {first['reason']}"

@@ -117,6 +117,7 @@ def fit(
     step_budget: int = 0,
     val_fraction: float = 0.0,
     patience: int = 0,
+    validation: pd.DataFrame | None = None,
     device: str = "cpu",
     extra_loss: ExtraLoss | None = None,
 ) -> FitResult:
@@ -132,6 +133,11 @@ def fit(
            without a better value: E* = the best epoch;
         2. restore the starting weights and train on *all* rows for E* epochs (the newest
            rows matter most under drift, so none is left out of the final model).
+
+    With a `validation` frame (the protocol's `selection: holdout`: the period's holdout part,
+    rows never trained on) the rule selects on it instead: train on all rows, after each epoch
+    the BCE of the validation rows (+ seeded negatives), stop after `patience` epochs without
+    a better value, and keep the weights of the best epoch (no second pass).
 
     `extra_loss(model, batch)` (a method's own term: a distillation loss, an EWC penalty) is
     added to every training step's loss; early stopping still selects on the protocol's BCE.
@@ -169,6 +175,16 @@ def fit(
         setup = count_flops(lambda: model.prepare_training(interactions))
         work = {"setup_flops": setup}
         model.train()
+        held = validation is not None and len(validation) >= MIN_VALIDATION_ROWS
+        if held and patience and not max_steps:
+            return _fit_held_out(model, params, interactions, validation, groups, rng, work,
+                                 n_items=n_items, n_negatives=n_negatives, lr=lr, epochs=epochs,
+                                 batch_size=batch_size, weight_decay=weight_decay,
+                                 patience=patience, device=device, per_item=per_item,
+                                 extra_loss=extra_loss)  # fmt: skip
+        asked = bool(n_val) or (validation is not None and patience and not max_steps)
+        if validation is not None:  # selection: holdout, and too few rows for the rule
+            n_val = 0
         if n_val >= MIN_VALIDATION_ROWS and len(interactions) - n_val > 0:
             start = [p.detach().clone() for p in params]
             n_sel = len(interactions) - n_val
@@ -209,7 +225,7 @@ def fit(
         opt = _adam(model, groups, lr, weight_decay)
         steps = examples = done = 0
         first = loss = float("nan")
-        stopped = "max_epochs" if not n_val else "no_validation"
+        stopped = "no_validation" if asked else "max_epochs"
         for _ in range(epochs):
             loss, s, e = run.run(
                 model, opt, batch_size, max_steps - steps if max_steps else 0, lr, extra_loss
@@ -226,6 +242,41 @@ def fit(
         model.eval()
         for p, flag in flags:
             p.requires_grad_(flag)
+
+
+def _fit_held_out(model, params, interactions, validation, groups, rng, work, *, n_items,
+                  n_negatives, lr, epochs, batch_size, weight_decay, patience, device, per_item,
+                  extra_loss) -> FitResult:  # fmt: skip
+    """`fit`'s rule with a separate validation frame: the best epoch's weights are kept."""
+    run = _Epochs(interactions, n_negatives, n_items, rng, device, count_unique=per_item)
+    val = _Epochs(validation, n_negatives, n_items, rng, device).fixed()
+    val_unique = int(val[1].unique().numel()) if per_item else 0
+    opt = _adam(model, groups, lr, weight_decay)
+    best, best_epoch, best_params, losses, steps, examples = math.inf, 0, None, [], 0, 0
+    for epoch in range(1, epochs + 1):
+        loss, s, e = run.run(model, opt, batch_size, 0, lr, extra_loss)
+        losses.append(loss)
+        steps, examples = steps + s, examples + e
+        with torch.no_grad():  # rows=None: the validation rows are not the fit's rows
+            value = float(nn.functional.binary_cross_entropy_with_logits(
+                model.score(*val[:2]), val[2]))  # fmt: skip
+        work["eval_calls"] = work.get("eval_calls", 0) + 1
+        work["eval_examples"] = work.get("eval_examples", 0) + len(val[0])
+        work["eval_unique_items"] = work.get("eval_unique_items", 0) + val_unique
+        if value < best - 1e-6:
+            best, best_epoch = value, epoch
+            best_params = [p.detach().clone() for p in params]
+        elif epoch - best_epoch >= patience:
+            break
+    if best_params is None:  # no finite validation value: the last epoch's weights stay
+        best_epoch, best_params = epoch, params
+    with torch.no_grad():
+        for p, kept in zip(params, best_params):
+            p.copy_(kept)
+    stopped = "early_stop" if epoch < epochs else "max_epochs"
+    work["unique_items"] = run.unique
+    return FitResult(steps, examples, losses[best_epoch - 1], losses[0], best_epoch, stopped,
+                     best, **work)  # fmt: skip
 
 
 class _Epochs:

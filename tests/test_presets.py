@@ -122,3 +122,121 @@ def test_fixed_windows_on_too_small_a_log_name_the_fix():
         split(log(n=100), small())
     with pytest.raises(ConfigError, match="window_mode fixed"):
         protocol_from({"protocol": {"window_rows": 10}})
+
+
+# LSAT's training rules as protocol options: early stopping on the validation part
+# (selection: holdout) and an update kept only if it raises validation AUC (update_guard).
+
+
+def _frame(users, items, positive, start=0):
+    n = len(users)
+    return pd.DataFrame({"user_idx": users, "item_idx": items, "positive": positive,
+                         "timestamp": np.arange(start, start + n)})  # fmt: skip
+
+
+def test_selection_on_a_validation_frame_keeps_the_best_epochs_weights():
+    import torch
+    from torch import nn
+
+    from incbench import train
+    from incbench.backbones import mf
+
+    rng = np.random.default_rng(0)
+    n_users, n_items, k = 30, 40, 2
+    # training rows: random pairs (nothing to learn but noise); validation rows: other pairs
+    rows = _frame(rng.integers(0, n_users, 600), rng.integers(0, n_items, 600), True)
+    val = _frame(rng.integers(0, n_users, 200), rng.integers(0, n_items, 200), True, 600)
+    model = mf.build(mf.Params(dim=16, l2=0.0), n_users, n_items, seed=0)
+    result = train.fit(model, rows, n_items=n_items, n_negatives=k, lr=0.05, epochs=30,
+                       batch_size=64, seed=3, patience=2, validation=val)  # fmt: skip
+    steps_per_epoch = -(-len(rows) * (1 + k) // 64)
+    # it overfits the noise: stopped early, and after more epochs than the kept ones
+    assert result.stopped == "early_stop"
+    assert result.steps > result.epochs * steps_per_epoch
+    # the kept weights are the best epoch's: their validation BCE (the same seeded negatives
+    # fit drew: the first draw of its generator) is the recorded best value
+    draw = np.random.default_rng(3).integers(0, n_items, size=len(val) * k)
+    users = torch.from_numpy(np.concatenate([val["user_idx"], np.repeat(val["user_idx"], k)]))
+    items = torch.from_numpy(np.concatenate([val["item_idx"], draw]))
+    labels = torch.cat([torch.ones(len(val)), torch.zeros(len(val) * k)])
+    model.train()
+    with torch.no_grad():
+        bce = float(
+            nn.functional.binary_cross_entropy_with_logits(model.score(users, items), labels)
+        )
+    assert bce == pytest.approx(result.val_loss, abs=1e-6)
+
+
+def test_selection_with_too_small_a_validation_frame_runs_every_epoch_and_says_so():
+    from incbench import train
+    from incbench.backbones import mf
+
+    rows = _frame(np.arange(100) % 10, np.arange(100) % 7, True)
+    model = mf.build(mf.Params(dim=4), 10, 7, seed=0)
+    result = train.fit(model, rows, n_items=7, n_negatives=1, lr=0.01, epochs=3, batch_size=50,
+                       seed=0, patience=2, val_fraction=0.5, validation=rows.iloc[:10])  # fmt: skip
+    assert result.epochs == 3 and result.stopped == "no_validation"
+
+
+def _guarded(root, name, **protocol):
+    import dataclasses
+
+    from tests.conftest import small_setup
+
+    setup, m0 = small_setup(root, name)
+    rules = dataclasses.replace(setup.protocol, update_guard="holdout_auc", **protocol)
+    return dataclasses.replace(setup, protocol=rules), m0
+
+
+def test_update_guard_keeps_the_previous_model_unless_validation_auc_rises(small_project):
+    import copy
+    import dataclasses
+    import types
+
+    import torch
+
+    from incbench.protocol import holdout_auc, run_protocol
+
+    setup, m0 = _guarded(small_project, "fine_tune", selection="holdout")
+    result = run_protocol(setup, m0)
+    table = result.windows
+    assert result.summary["status"] == "ok" and len(table) == setup.windows.n_windows
+    kept = table["guard_kept_previous"] == 1
+    assert (table.loc[kept, "changed_params"] == 0).all()
+    assert (table.loc[~kept, "guard_auc_update"] > table.loc[~kept, "guard_auc_previous"]).all()
+    assert (table.loc[kept, "guard_auc_update"] <= table.loc[kept, "guard_auc_previous"]).all()
+
+    def reverse(ctx, params):  # a new model whose every score is M_(t-1)'s negated
+        with torch.no_grad():  # mf: logit = head(p * q) + b_u + b_i
+            for name, ps in ctx.model.groups():
+                for p in ps if name in ("biases", "head") else ():
+                    p.neg_()
+        return ctx.model
+
+    def same(ctx, params):  # a copy that scores exactly as M_(t-1): a tie is never accepted
+        return copy.deepcopy(ctx.model)
+
+    for update in (reverse, same):
+        spec = dataclasses.replace(setup.spec, module=types.SimpleNamespace(update=update))
+        result = run_protocol(dataclasses.replace(setup, spec=spec), m0)
+        table = result.windows
+        if update is reverse:  # AUC 1 - a: accepted exactly where the previous was below 0.5
+            assert np.allclose(table["guard_auc_update"], 1 - table["guard_auc_previous"])
+            assert (
+                (table["guard_auc_previous"] < 0.5) == (table["guard_kept_previous"] == 0)
+            ).all()
+        else:
+            assert (table["guard_kept_previous"] == 1).all()
+        kept = table["guard_kept_previous"] == 1
+        assert (table.loc[kept, "changed_params"] == 0).all()
+    m0.grow(*setup.known(1))
+    assert holdout_auc(m0, setup.windows, 1, "cpu") == table["guard_auc_previous"][0]
+
+
+def test_the_lsat_preset_sets_its_training_rules_and_default_protocols_do_not():
+    lsat = protocol_from({"protocol": {"preset": "lsat"}})
+    assert (lsat.selection, lsat.update_guard) == ("holdout", "holdout_auc")
+    plain = protocol_from({"protocol": {}})
+    assert (plain.selection, plain.update_guard) == ("tail", "none")
+    with pytest.raises(ConfigError, match="holdout_fraction > 0"):
+        protocol_from({"protocol": {"holdout_fraction": 0.0, "update_guard": "holdout_auc"}})
