@@ -3,8 +3,9 @@
 For each `preference_shift` in `calibration.shifts` (no new users or items, no popularity
 drift: taste drift is the only change), the synthetic generator makes a stream and its truth
 with `drift: gradual` (incbench/synthetic.py): each user's taste moves toward one fixed genre in
-equal steps, one per phase, reaching a weight of preference_shift on it in the last phase, so
-the drift is a trend a stale model falls further behind, window by window. Its phases fall on
+equal steps, one per phase (a weight of preference_shift × (phase + ½) / n_phases on it: 0.76
+in the last of 10 phases at shift 0.8, the full shift at the stream's end), so the drift is a
+trend a stale model falls further behind, window by window. Its phases fall on
 the protocol's cuts (the base holds the first half of them, each window one); the protocol
 (params.yaml `protocol`) cuts it into the same windows as any dataset; then
 
@@ -71,8 +72,9 @@ def params_from(params: dict) -> CalibrationParams:
     return from_mapping(CalibrationParams, params.get("calibration"), "calibration")
 
 
-STREAM = {"n_users": 800, "n_items": 400, "n_interactions": 60_000, "n_phases": 10,
-          "drift": "gradual", "new_user_fraction": 0.0, "new_item_fraction": 0.0,
+# What makes a stream a calibration stream (taste drift the only change); its size and phases
+# come from params.yaml calibration.stream (which may override these too, visibly: the caption)
+STREAM = {"drift": "gradual", "new_user_fraction": 0.0, "new_item_fraction": 0.0,
           "popularity_drift": 0.0}  # fmt: skip
 
 
@@ -240,7 +242,7 @@ def render(
     seeds = table.attrs.get("seeds", list(cal.seeds))
     caption = (f"synthetic calibration / {backbone}: warm-user NDCG@10 per window; mean of windows "
                f"2..N ± std over seeds {seeds}; x frozen = mean of per-seed ratios; "
-               f"of oracle = share of the oracle's NDCG@10. Streams: {STREAM | cal.stream}, "
+               f"of oracle = share of the oracle's NDCG@10. Streams: {cal.stream | STREAM | cal.stream}, "
                "preference_shift per block. Methods untuned (file defaults).")  # fmt: skip
     header = [
         "shift",

@@ -153,19 +153,6 @@ def top_k(
     return torch.topk(keys, min(k, n), dim=1, largest=True, sorted=True).indices
 
 
-def top_k_by_sort(
-    scores: torch.Tensor, exclude: torch.Tensor, k: int, priority: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The definition `top_k` implements (a full stable sort): kept for its test."""
-    scores = scores.masked_fill(exclude, float("-inf"))
-    if priority is None:
-        order = torch.sort(scores, dim=1, descending=True, stable=True).indices
-    else:
-        perm = torch.argsort(priority[: scores.shape[1]], stable=True)
-        order = perm[torch.sort(scores[:, perm], dim=1, descending=True, stable=True).indices]
-    return order[:, : min(k, scores.shape[1])]
-
-
 def ranking(top: torch.Tensor, positives: torch.Tensor, ks=KS) -> dict[str, np.ndarray]:
     """Per-user ranking metrics from top-k indices [B, k] and a positive mask [B, I].
 

@@ -94,8 +94,21 @@ def test_roc_auc_matches_scikit_learn_with_ties(seed):
     assert roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
 
 
+def top_k_by_sort(
+    scores: torch.Tensor, exclude: torch.Tensor, k: int, priority: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The definition `top_k` implements: a full stable sort (ties by `priority`)."""
+    scores = scores.masked_fill(exclude, float("-inf"))
+    if priority is None:
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    else:
+        perm = torch.argsort(priority[: scores.shape[1]], stable=True)
+        order = perm[torch.sort(scores[:, perm], dim=1, descending=True, stable=True).indices]
+    return order[:, : min(k, scores.shape[1])]
+
+
 def test_top_k_is_exactly_a_stable_sort_with_ties_infinities_and_signed_zeros():
-    from incbench.metrics import tie_priority, top_k_by_sort
+    from incbench.metrics import tie_priority
 
     g = torch.Generator().manual_seed(0)
     for trial in range(300):
