@@ -64,6 +64,8 @@ def _runs(records: list[dict[str, Any]], statuses: tuple[str, ...]) -> Runs:
 def user_values(rows: pd.DataFrame, metric: str, window: int | None = None) -> pd.Series:
     """Per user (index user_idx): the metric in `window`, or with None its mean over every
     window in `rows`; users without a value are dropped."""
+    if metric not in rows:  # a run written before the metric existed: no value
+        return pd.Series(dtype=float)
     if window is not None:
         rows = rows[rows["window"] == window]
     return rows.groupby("user_idx")[metric].mean().dropna()

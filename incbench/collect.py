@@ -94,6 +94,7 @@ def _record(root, folder, params, dataset, backbone, method_name, seed) -> list[
                  "budget_windows": int((per_window["fit_stopped"] == "step_budget").sum())}  # fmt: skip
     if "guard_kept_previous" in per_window:  # update_guard: the updates it turned down
         extra["guard_windows"] = int(per_window["guard_kept_previous"].sum())
+        extra["guard_undefined"] = int(per_window.get("guard_undefined", pd.Series(0)).sum())
     return [dataclasses.replace(
         rec, cost={k: v for k, v in cost.items() if k not in ("device", "device_name", "serving_m0")},
         retention=summary["retention"][RETENTION_MATRICES[0]],

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 import sys
 from typing import Any
 
@@ -176,8 +177,7 @@ def make_context(
 
 
 def base_train(windows: Windows) -> pd.DataFrame:
-    base = windows.periods[0]
-    return base[base["part"] == "train"].reset_index(drop=True)
+    return train_rows(windows, 0)
 
 
 def holdout_rows(windows: Windows, t: int) -> pd.DataFrame:
@@ -185,9 +185,17 @@ def holdout_rows(windows: Windows, t: int) -> pd.DataFrame:
     return period[period["part"] == "holdout"].reset_index(drop=True)
 
 
+def train_rows(windows: Windows, t: int) -> pd.DataFrame:
+    period = windows.periods[t]
+    return period[period["part"] == "train"].reset_index(drop=True)
+
+
 def validation(protocol: Protocol, windows: Windows, t: int) -> dict:
-    """`selection: holdout`: period t's holdout part is every fit's validation frame."""
-    return {"validation": holdout_rows(windows, t)} if protocol.selection == "holdout" else {}
+    """`selection: holdout`: period t's holdout part is every fit's validation frame, scored
+    as served after period t's train part (as the guard and the next window see the model)."""
+    if protocol.selection != "holdout":
+        return {}
+    return {"validation": train.Validation(holdout_rows(windows, t), train_rows(windows, t))}
 
 
 def holdout_auc(model, windows: Windows, t: int, device: str) -> float:
@@ -235,23 +243,30 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
         ctx = make_context(setup, model, t, history, state, m0)
         before = snapshot(model)
         guarded = setup.protocol.update_guard == "holdout_auc"
-        previous = copy.deepcopy(model) if guarded else None
+        # the guard's fallback: M_(t-1) and the method's state as they were before the update
+        previous = (copy.deepcopy(model), copy.deepcopy(state)) if guarded else None
         try:
             with Meter(device) as meter:
                 model = spec.update(ctx, setup.mparams)
-                if guarded:  # part of the update: the validation passes are timed too
-                    model, guard = _guard(model, previous, setup, t)
+                candidate = model
+                if guarded:  # part of the update: its validation passes are timed too
+                    model, guard = _guard(model, previous[0], ctx.window, setup, t)
         except train.Diverged as exc:
             status, reason = "failed", f"window {t}: {exc}"
             rows.append({"window": t, "status": "failed", **metrics})
             break
+        if guarded and guard["guard_kept_previous"]:  # the update is discarded, state too
+            state.clear()
+            state.update(previous[1])
         del previous
         changed, delta = update_delta(before, model)
         del before
         probe = ctx.window.iloc[:PROBE_ROWS]
         flops = 0 if setup.lean else sum(train.update_flops(m, g, probe, work, extra)
                                          for m, g, work, extra in ctx.fits)  # fmt: skip
-        trainable = sum(p.numel() for name, ps in model.groups() if name in ctx.trained for p in ps)
+        trainable = sum(p.numel() for name, ps in candidate.groups() if name in ctx.trained
+                        for p in ps)  # fmt: skip
+        del candidate
         cost = {
             "update_wall_s": meter.result.wall_s, "update_cpu_s": meter.result.cpu_s,
             "peak_mem_mb": meter.result.peak_mem_mb, "peak_mem_kind": meter.result.peak_mem_kind,
@@ -264,7 +279,8 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
         }  # fmt: skip
         rows.append({"window": t, "status": "ok", **metrics, **cost})
         history.append(ctx.window)
-        model.observe(ctx.window)  # the protocol feeds user features, for every method alike
+        if not guarded:  # (the guard fed both candidates already)
+            model.observe(ctx.window)  # the protocol feeds user features, every method alike
         model.invalidate()  # weights may have changed outside fit (e.g. merged adapters)
         model.eval()
         if not setup.lean:  # what a server pays after this update: rebuild the item index
@@ -280,14 +296,22 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
     return _result(setup, status, reason, rows, per_user, retention)
 
 
-def _guard(model, previous, setup: Setup, t: int) -> tuple[torch.nn.Module, dict]:
+def _guard(model, previous, window: pd.DataFrame, setup: Setup, t: int
+           ) -> tuple[torch.nn.Module, dict]:  # fmt: skip
     """`update_guard: holdout_auc`: M_t if its AUC on window t's holdout part is higher than
-    M_(t-1)'s, else M_(t-1) (LSAT keeps the old weights when validation AUC does not improve)."""
+    M_(t-1)'s, else M_(t-1) (LSAT keeps the old weights when validation AUC does not improve).
+    Both are scored as served: after observing window t's train part (user features). An AUC
+    that cannot be computed (the holdout has one label) cannot judge: the update is kept, and
+    the row says so (guard_undefined)."""
     for m in (model, previous):
+        m.observe(window)
+        m.invalidate()
         m.to(setup.device).eval()
     new, old = (holdout_auc(m, setup.windows, t, setup.device) for m in (model, previous))
-    kept = not new > old  # a NaN AUC (one class only) never replaces the previous model
-    guard = {"guard_auc_update": new, "guard_auc_previous": old, "guard_kept_previous": int(kept)}
+    undefined = math.isnan(new) or math.isnan(old)
+    kept = not undefined and not new > old  # a tie keeps M_(t-1)
+    guard = {"guard_auc_update": new, "guard_auc_previous": old, "guard_kept_previous": int(kept),
+             "guard_undefined": int(undefined)}  # fmt: skip
     return (previous if kept else model), guard
 
 

@@ -45,6 +45,7 @@ class RunRecord:
     capped_steps: int = 0
     budget_windows: int = 0  # windows that used up the protocol's step budget
     guard_windows: int | None = None  # update_guard: windows that kept M_(t-1) (None: no guard)
+    guard_undefined: int = 0  # update_guard: windows whose holdout AUC was undefined (kept M_t)
     device: str | None = None
     device_name: str | None = None
     serving_m0: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -103,6 +103,9 @@ def protocol_text(protocol) -> str:
            if protocol.selection == "holdout" else "")
         + (", an update kept only if it raises AUC on its window's holdout part"
            if protocol.update_guard == "holdout_auc" else "")
+        + (" (the holdout parts choose the models: retention R[t][t], forgetting and BWT are "
+           "not measured on unseen rows)"
+           if protocol.selection == "holdout" or protocol.update_guard != "none" else "")
     )  # fmt: skip
     if protocol.preset:
         text += f" — {CITATIONS[protocol.preset]}; the preset's headline metric is AUC"

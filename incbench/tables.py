@@ -93,10 +93,12 @@ def table(
             guarded = [r for r in ok if r.get("guard_windows") is not None]
             if guarded:  # the protocol's update_guard: how often it kept M_(t-1)
                 kept = sum(r["guard_windows"] for r in guarded) / len(guarded)
-                status += (
-                    f"; update_guard kept M_(t-1) in {kept:.3g} of "
-                    f"{len(guarded[0]['by_window'])} updates (mean over seeds)"
-                )
+                status += (f"; update_guard kept M_(t-1) in {kept:.3g} of "
+                           f"{len(guarded[0]['by_window'])} updates (mean over seeds)")  # fmt: skip
+                if any(r.get("guard_undefined") for r in guarded):
+                    undefined = max(r["guard_undefined"] for r in guarded)
+                    status += (f", could not judge {undefined} (holdout AUC undefined: one "
+                               "label), update kept")  # fmt: skip
         else:
             first = recs[0]
             status = f"{first['status'].replace('_', ' ')}: {first['reason']}"

@@ -101,6 +101,16 @@ def _adam(model: nn.Module, groups: list[str] | None, lr: float, weight_decay: f
 MIN_VALIDATION_ROWS = 50  # fewer rows in the tail: no early stopping, all epochs run
 
 
+@dataclasses.dataclass(frozen=True)
+class Validation:
+    """`selection: holdout`: the rows a fit selects its epoch on (a period's holdout part,
+    never trained on), scored as the model will be served: after observing `observed` (the
+    period's train part: the user features a backbone keeps, e.g. text's profiles)."""
+
+    rows: pd.DataFrame
+    observed: pd.DataFrame
+
+
 def fit(
     model: nn.Module,
     interactions: pd.DataFrame,
@@ -117,7 +127,7 @@ def fit(
     step_budget: int = 0,
     val_fraction: float = 0.0,
     patience: int = 0,
-    validation: pd.DataFrame | None = None,
+    validation: Validation | None = None,
     device: str = "cpu",
     extra_loss: ExtraLoss | None = None,
 ) -> FitResult:
@@ -134,10 +144,12 @@ def fit(
         2. restore the starting weights and train on *all* rows for E* epochs (the newest
            rows matter most under drift, so none is left out of the final model).
 
-    With a `validation` frame (the protocol's `selection: holdout`: the period's holdout part,
-    rows never trained on) the rule selects on it instead: train on all rows, after each epoch
-    the BCE of the validation rows (+ seeded negatives), stop after `patience` epochs without
-    a better value, and keep the weights of the best epoch (no second pass).
+    With a `validation` (the protocol's `selection: holdout`: the period's holdout part, rows
+    never trained on) the rule selects on it instead: train on all rows, after each epoch the
+    BCE of the validation rows (+ seeded negatives, scored as served: `served_after` the
+    period's train rows), stop after `patience` epochs without a better value, and keep the
+    weights of the best epoch (no second pass). It needs MIN_VALIDATION_ROWS validation rows,
+    `val_fraction` > 0 and `patience` > 0 (0 turns early stopping off, as for the tail rule).
 
     `extra_loss(model, batch)` (a method's own term: a distillation loss, an EWC penalty) is
     added to every training step's loss; early stopping still selects on the protocol's BCE.
@@ -175,14 +187,14 @@ def fit(
         setup = count_flops(lambda: model.prepare_training(interactions))
         work = {"setup_flops": setup}
         model.train()
-        held = validation is not None and len(validation) >= MIN_VALIDATION_ROWS
-        if held and patience and not max_steps:
+        held = validation is not None and len(validation.rows) >= MIN_VALIDATION_ROWS
+        if held and n_val:  # n_val: val_fraction and patience set, no cap
             return _fit_held_out(model, params, interactions, validation, groups, rng, work,
                                  n_items=n_items, n_negatives=n_negatives, lr=lr, epochs=epochs,
                                  batch_size=batch_size, weight_decay=weight_decay,
                                  patience=patience, device=device, per_item=per_item,
                                  extra_loss=extra_loss)  # fmt: skip
-        asked = bool(n_val) or (validation is not None and patience and not max_steps)
+        asked = bool(n_val)
         if validation is not None:  # selection: holdout, and too few rows for the rule
             n_val = 0
         if n_val >= MIN_VALIDATION_ROWS and len(interactions) - n_val > 0:
@@ -249,7 +261,7 @@ def _fit_held_out(model, params, interactions, validation, groups, rng, work, *,
                   extra_loss) -> FitResult:  # fmt: skip
     """`fit`'s rule with a separate validation frame: the best epoch's weights are kept."""
     run = _Epochs(interactions, n_negatives, n_items, rng, device, count_unique=per_item)
-    val = _Epochs(validation, n_negatives, n_items, rng, device).fixed()
+    val = _Epochs(validation.rows, n_negatives, n_items, rng, device).fixed()
     val_unique = int(val[1].unique().numel()) if per_item else 0
     opt = _adam(model, groups, lr, weight_decay)
     best, best_epoch, best_params, losses, steps, examples = math.inf, 0, None, [], 0, 0
@@ -257,7 +269,8 @@ def _fit_held_out(model, params, interactions, validation, groups, rng, work, *,
         loss, s, e = run.run(model, opt, batch_size, 0, lr, extra_loss)
         losses.append(loss)
         steps, examples = steps + s, examples + e
-        with torch.no_grad():  # rows=None: the validation rows are not the fit's rows
+        # rows=None: the validation rows are not the fit's rows; they see served features
+        with torch.no_grad(), model.served_after(validation.observed):
             value = float(nn.functional.binary_cross_entropy_with_logits(
                 model.score(*val[:2]), val[2]))  # fmt: skip
         work["eval_calls"] = work.get("eval_calls", 0) + 1

@@ -88,6 +88,16 @@ def test_hooks_are_safe_and_a_fit_trains_only_its_groups(built):
     fresh = copy.deepcopy(model)
     fresh.adopt_features(model)
     assert isinstance(model.config(), dict) and model.config()["n_users"] >= 1
+    # served_after: inside, scores as after observing the rows; afterwards, exactly as before
+    users, items = torch.arange(4), torch.arange(4)
+    with torch.no_grad():
+        before = model.score(users, items)
+        with model.served_after(rows.iloc[50:120]):
+            inside = model.score(users, items)
+        after = model.score(users, items)
+        observed = copy.deepcopy(model)
+        observed.observe(rows.iloc[50:120])
+        assert torch.equal(before, after) and torch.equal(inside, observed.score(users, items))
 
 
 def test_penalty_is_none_or_a_scalar(built):

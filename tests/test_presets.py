@@ -148,7 +148,8 @@ def test_selection_on_a_validation_frame_keeps_the_best_epochs_weights():
     val = _frame(rng.integers(0, n_users, 200), rng.integers(0, n_items, 200), True, 600)
     model = mf.build(mf.Params(dim=16, l2=0.0), n_users, n_items, seed=0)
     result = train.fit(model, rows, n_items=n_items, n_negatives=k, lr=0.05, epochs=30,
-                       batch_size=64, seed=3, patience=2, validation=val)  # fmt: skip
+                       batch_size=64, seed=3, patience=2, val_fraction=0.1,
+                       validation=train.Validation(val, rows))  # fmt: skip
     steps_per_epoch = -(-len(rows) * (1 + k) // 64)
     # it overfits the noise: stopped early, and after more epochs than the kept ones
     assert result.stopped == "early_stop"
@@ -173,9 +174,15 @@ def test_selection_with_too_small_a_validation_frame_runs_every_epoch_and_says_s
 
     rows = _frame(np.arange(100) % 10, np.arange(100) % 7, True)
     model = mf.build(mf.Params(dim=4), 10, 7, seed=0)
+    small = train.Validation(rows.iloc[:10], rows)
     result = train.fit(model, rows, n_items=7, n_negatives=1, lr=0.01, epochs=3, batch_size=50,
-                       seed=0, patience=2, val_fraction=0.5, validation=rows.iloc[:10])  # fmt: skip
+                       seed=0, patience=2, val_fraction=0.5, validation=small)  # fmt: skip
     assert result.epochs == 3 and result.stopped == "no_validation"
+    # patience 0 (or val_fraction 0) turns early stopping off under either rule
+    enough = train.Validation(rows, rows)
+    result = train.fit(model, rows, n_items=7, n_negatives=1, lr=0.01, epochs=3, batch_size=50,
+                       seed=0, patience=0, val_fraction=0.5, validation=enough)  # fmt: skip
+    assert result.epochs == 3 and result.stopped == "max_epochs"
 
 
 def _guarded(root, name, **protocol):
@@ -188,20 +195,27 @@ def _guarded(root, name, **protocol):
     return dataclasses.replace(setup, protocol=rules), m0
 
 
-def test_update_guard_keeps_the_previous_model_unless_validation_auc_rises(small_project):
+def test_update_guard_keeps_the_previous_model_unless_validation_auc_rises(
+    small_project, monkeypatch
+):
     import copy
     import dataclasses
     import types
 
     import torch
 
+    from incbench import train
     from incbench.protocol import holdout_auc, run_protocol
 
+    monkeypatch.setattr(train, "MIN_VALIDATION_ROWS", 10)  # the small holdouts: 50 rows each
     setup, m0 = _guarded(small_project, "fine_tune", selection="holdout")
     result = run_protocol(setup, m0)
     table = result.windows
     assert result.summary["status"] == "ok" and len(table) == setup.windows.n_windows
+    assert set(table["fit_stopped"]) <= {"early_stop", "max_epochs"}  # selection ran
+    assert (table["guard_undefined"] == 0).all()
     kept = table["guard_kept_previous"] == 1
+    assert kept.any() and (~kept).any()  # both outcomes, on these seeds
     assert (table.loc[kept, "changed_params"] == 0).all()
     assert (table.loc[~kept, "guard_auc_update"] > table.loc[~kept, "guard_auc_previous"]).all()
     assert (table.loc[kept, "guard_auc_update"] <= table.loc[kept, "guard_auc_previous"]).all()
@@ -240,3 +254,101 @@ def test_the_lsat_preset_sets_its_training_rules_and_default_protocols_do_not():
     assert (plain.selection, plain.update_guard) == ("tail", "none")
     with pytest.raises(ConfigError, match="holdout_fraction > 0"):
         protocol_from({"protocol": {"holdout_fraction": 0.0, "update_guard": "holdout_auc"}})
+
+
+def test_update_guard_restores_the_methods_state_and_cannot_judge_one_label(small_project):
+    import dataclasses
+    import types
+
+    from incbench.protocol import run_protocol
+
+    setup, m0 = _guarded(small_project, "fine_tune")
+    seen = []
+
+    def counting(ctx, params):  # changes nothing (a tie: never accepted), counts in its state
+        seen.append(ctx.state.get("updates", 0))
+        ctx.state["updates"] = ctx.state.get("updates", 0) + 1
+        return ctx.model
+
+    spec = dataclasses.replace(setup.spec, module=types.SimpleNamespace(update=counting))
+    result = run_protocol(dataclasses.replace(setup, spec=spec), m0)
+    assert (result.windows["guard_kept_previous"] == 1).all()
+    assert seen == [0, 0, 0]  # each discarded update's state was discarded with it
+
+    # every holdout row liked: AUC undefined, the guard cannot judge and keeps the update
+    periods = [p.assign(positive=True) for p in setup.windows.periods]
+    one_label = dataclasses.replace(setup.windows, periods=periods)
+    seen.clear()
+    result = run_protocol(dataclasses.replace(setup, spec=spec, windows=one_label), m0)
+    table = result.windows
+    assert (table["guard_undefined"] == 1).all() and (table["guard_kept_previous"] == 0).all()
+    assert seen == [0, 1, 2]
+
+
+def test_user_auc_by_hand_and_in_the_significance_tests(tmp_path):
+    from incbench import analysis, report
+    from incbench.metrics import gauc, roc_auc, user_auc
+
+    labels = np.array([1, 0, 1, 1, 0, 1, 1], dtype=bool)
+    scores = np.array([0.9, 0.1, 0.05, 0.8, 0.3, 0.5, 0.6])
+    users = np.array([5, 5, 5, 7, 7, 9, 9])  # user 9: one label only, no AUC
+    out = user_auc(labels, scores, users)
+    assert out["user_idx"].tolist() == [5, 7]
+    assert out["user_auc"].tolist() == [0.5, 1.0]  # user 5: 0.9 > 0.1, but 0.05 < 0.1
+    assert out["rows"].tolist() == [3, 2]
+    assert gauc(labels, scores, users) == pytest.approx((0.5 * 3 + 1.0 * 2) / 5)
+    assert roc_auc(labels[:3], scores[:3]) == 0.5
+    # the tested population: users with an AUC; a preset whose headline is AUC adds the test
+    rng = np.random.default_rng(0)
+    records = []
+    for method in ("full_retrain", "x"):
+        for seed in (0, 1):
+            rows = [(w, u, False, rng.random(), rng.random(), np.nan if u % 3 == 0 else rng.random())
+                    for w in (2, 3) for u in range(30)]  # fmt: skip
+            frame = pd.DataFrame(rows, columns=["window", "user_idx", "cold_user", "ndcg@10",
+                                                "recall@10", "user_auc"])  # fmt: skip
+            records.append({"method": method, "seed": seed, "status": "ok", "per_user": frame})
+    lsat = protocol_from({"protocol": {"preset": "lsat"}})
+    plain = protocol_from({"protocol": {}})
+    assert report.tested(plain) == ("ndcg@10", "recall@10")
+    sig = analysis.significance(records, report.tested(lsat))
+    head = sig[sig["family"] == "headline"].set_index("metric")
+    assert set(head.index) == {"ndcg@10", "recall@10", "user_auc"}
+    assert head.loc["user_auc", "n_users"] == 20 and head.loc["ndcg@10", "n_users"] == 30
+    assert [c[0] for c in report.quality_columns(lsat)][:3] == [
+        "auc", "warm_user:user_auc", "warm_user:ndcg@10"]  # fmt: skip
+    assert report.quality_columns(plain) == report.QUALITY
+
+
+def test_text_is_validated_with_the_profiles_it_will_be_served_with(small_project):
+    from tests.conftest import small_setup
+
+    setup, m0 = small_setup(small_project, "frozen", backbone="text")
+    m0.grow(*setup.known(1))  # as the loop does before window 1
+    window = setup.windows.periods[1]
+    window = window[window["part"] == "train"]
+    before = m0.profile.clone(), m0.profile_ts.clone()
+    with m0.served_after(window):
+        inside = m0.profile.clone()
+    assert not np.array_equal(inside.numpy(), before[0].numpy())  # window 1's rows were added
+    assert np.array_equal(m0.profile.numpy(), before[0].numpy())  # and are gone again
+    assert np.array_equal(m0.profile_ts.numpy(), before[1].numpy())
+    m0.observe(window)
+    assert np.array_equal(m0.profile.numpy(), inside.numpy())  # what serving will see
+
+
+def test_text_runs_under_the_lsat_training_rules(small_project, monkeypatch):
+    import dataclasses
+
+    from incbench import train
+    from incbench.protocol import run_protocol
+    from tests.conftest import small_setup
+
+    monkeypatch.setattr(train, "MIN_VALIDATION_ROWS", 10)
+    setup, m0 = small_setup(small_project, "fine_tune", backbone="text")
+    rules = dataclasses.replace(setup.protocol, selection="holdout", update_guard="holdout_auc")
+    result = run_protocol(dataclasses.replace(setup, protocol=rules), m0)
+    table = result.windows
+    assert result.summary["status"] == "ok"
+    assert table["guard_auc_previous"].notna().all() and table["guard_auc_update"].notna().all()
+    assert set(table["fit_stopped"]) <= {"early_stop", "max_epochs", "max_steps"}

@@ -10,6 +10,7 @@ it has and names no backbone.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import pandas as pd
@@ -101,6 +102,13 @@ class Backbone(nn.Module):
 
     def observe(self, interactions: pd.DataFrame) -> None:
         """New train interactions, after pretraining and after every update (user features)."""
+
+    @contextlib.contextmanager
+    def served_after(self, interactions: pd.DataFrame):
+        """Inside: score as the model will be served once it has observed `interactions`
+        (validation rows scored during a fit, `selection: holdout`); afterwards the model holds
+        exactly what it held before. No user features: nothing to do."""
+        yield
 
     def invalidate(self) -> None:
         """After every update: drop cached catalogue values whose weights changed."""

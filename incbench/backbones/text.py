@@ -45,6 +45,7 @@ trainable stage and runs only the trainable top on each batch's unique items.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -326,6 +327,16 @@ class TextRec(Backbone):
         prof_ts[rows, slot] = last["t"].to_numpy()
         self.profile = torch.from_numpy(prof).to(self.profile.device)
         self.profile_ts = torch.from_numpy(prof_ts).to(self.profile.device)
+
+    @contextlib.contextmanager
+    def served_after(self, interactions: pd.DataFrame):
+        """Profiles as they will be served after `observe(interactions)`, restored on exit."""
+        held = self.profile.clone(), self.profile_ts.clone()
+        self.observe(interactions)
+        try:
+            yield
+        finally:
+            self.profile, self.profile_ts = held
 
     def adopt_features(self, other: TextRec) -> None:
         """Take another model's profiles (data, not parameters) and, when its encoder weights are
