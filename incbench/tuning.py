@@ -47,8 +47,9 @@ Every method is tuned the same way, and never sees windows 1..N:
   `margin`, `spread`, the per-seed values of both settings, and `params`: what the runs use.
 - Studies live in optuna journal files, so an interrupted study resumes where it stopped;
   the file name carries a hash of everything that defines the study (method file, fixed
-  params, protocol, backbone params, split, seeds, objective), so a changed setup starts anew
-  (and the old setup's journal is removed).
+  params, protocol, backbone params, split, seeds, objective, the harness's code), so a
+  changed setup starts anew (and the old setup's journal is removed): no trial value measured
+  by other code is ever reused.
 - Output `results/tuning/<dataset>-<backbone>-<method>/`: `best.json` (read by the run stages
   through `paths.tuned_params`), `trials.csv`, the journal.
 - Shared storage (`incbench tune … --storage postgresql://…`, optional): several workers run
@@ -155,6 +156,7 @@ def study_key(
         "method_file": io.sha256_file(spec.path), "fixed": fixed, "protocol": dataclasses.asdict(inner),
         "backbone": dataclasses.asdict(bparams), "split": windows.manifest.get("sha256", {}),
         "seeds": list(cfg.seeds), "objective": OBJECTIVE,
+        "code": _code_digest(),  # changed harness code: its trials' values are not this code's
     }  # fmt: skip
     return hashlib.sha256(io.dumps_json(ident).encode()).hexdigest()[:12]
 
