@@ -17,6 +17,7 @@ import yaml
 
 from incbench import io
 from incbench.config import ConfigError, HardwareProfile, budget_from
+from incbench.meter import CONTENDED
 from incbench.metric_registry import HEADLINE, RETENTION_MATRICES
 from incbench.paths import run_dir, tuning_dir
 from incbench.records import RunRecord
@@ -95,12 +96,28 @@ def _record(root, folder, params, dataset, backbone, method_name, seed) -> list[
     if "guard_kept_previous" in per_window:  # update_guard: the updates it turned down
         extra["guard_windows"] = int(per_window["guard_kept_previous"].sum())
         extra["guard_undefined"] = int(per_window.get("guard_undefined", pd.Series(0)).sum())
+    cost = {**cost, **contention(per_window)}
     return [dataclasses.replace(
         rec, cost={k: v for k, v in cost.items() if k not in ("device", "device_name", "serving_m0")},
         retention=summary["retention"][RETENTION_MATRICES[0]],
         tuning=f"{tuned['trials']} trials" if tuned else "defaults",
         by_window=[None if pd.isna(v) else float(v) for v in per_window[HEADLINE]], **extra,
     )]  # fmt: skip
+
+
+TICK_S = 0.1  # /proc/stat counts CPU time in 10 ms ticks: a shorter update's shares are noise
+
+
+def contention(per_window: pd.DataFrame) -> dict:
+    """Contended windows and the largest share of others' (or steal) CPU, from the per-window
+    rows, over the updates long enough to measure it (>= TICK_S: one 10 ms tick of any other
+    process is 100% of a 5 ms update on 2 CPUs); cost.json's counts include the short ones."""
+    if "other_cpu_share" not in per_window or "update_wall_s" not in per_window:
+        return {}
+    measurable = per_window[per_window["update_wall_s"] >= TICK_S]
+    shares = measurable[["other_cpu_share", "steal_share"]].max(axis=1)
+    return {"contended_windows": int((shares > CONTENDED).sum()),
+            "other_cpu_share_max": float(shares.max()) if len(shares) else None}  # fmt: skip
 
 
 def grid_seeds(params: dict, backbone: str) -> list[int]:

@@ -135,7 +135,8 @@ KINDS = {
              "the process peak during the update, Peak +MB its rise over the level at the start; "
              "× full_retrain = ratio of medians over windows (wall, CPU seconds), robust to a few "
              "slow windows; Others' CPU % = the largest share of the machine other processes "
-             "used during an update (rows with a window above 25% say 'contended')"),
+             "used during an update of 0.1 s or more (rows with a window above 25% say 'contended'; "
+             "shorter updates are below the CPU counters' 10 ms resolution and are not judged)"),
     "latency": (LATENCY, "serving: top-10 over the full catalogue for one user, 200 timed "
                 "requests after 20 warm-up, throughput in batches of 256 — a property of the "
                 "backbone, measured once per seed on M0 (window 1's catalogue and users); per "

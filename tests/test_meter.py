@@ -113,3 +113,15 @@ def test_update_flops_equal_the_flops_counted_over_the_real_fit(small_project, g
     assert (fit.unique_items > 0) == ("layer.1" in groups)
     predicted = train.update_flops(model, groups, rows.iloc[:32], fit)  # PROBE_ROWS
     assert predicted == pytest.approx(counted, rel=1e-6)
+
+
+def test_contention_counts_only_updates_long_enough_to_measure():
+    import pandas as pd
+
+    from incbench.collect import TICK_S, contention
+
+    rows = pd.DataFrame({"update_wall_s": [0.004, 0.005, TICK_S, 2.0],
+                         "other_cpu_share": [1.0, 0.9, 0.3, 0.1],
+                         "steal_share": [0.0, 0.0, 0.0, 0.4]})  # fmt: skip
+    assert contention(rows) == {"contended_windows": 2, "other_cpu_share_max": 0.4}
+    assert contention(rows.iloc[:2]) == {"contended_windows": 0, "other_cpu_share_max": None}
