@@ -27,7 +27,7 @@ import torch
 
 from incbench import calibration, evaluate, io, method, references
 from incbench.backbones import mf
-from incbench.config import Protocol
+from incbench.config import Protocol, load_params
 from incbench.protocol import Setup, pretrain_model, run_protocol
 
 from .conftest import REPO
@@ -99,8 +99,9 @@ def measure(cal, protocol, shift: float, seed: int = 0) -> dict[str, float]:
 
 def test_mf_against_implicit_als(benchmark):
     small = benchmark.disabled
+    standard = calibration.params_from(load_params(REPO))  # params.yaml's calibration streams
     stream = {"n_users": 120, "n_items": 60, "n_interactions": 8000} if small else {}
-    cal = calibration.CalibrationParams(stream=stream)
+    cal = dataclasses.replace(standard, stream={**standard.stream, **stream})
     protocol = Protocol()
     figures = {}
     figures[0.0] = benchmark.pedantic(measure, (cal, protocol, 0.0), rounds=1, iterations=1)
@@ -114,7 +115,7 @@ def test_mf_against_implicit_als(benchmark):
               f"retrain/frozen: mf {f['mf_full_retrain'] / f['mf_frozen']:.2f}, "
               f"ALS {f['als_retrained'] / f['als_once']:.2f}")  # fmt: skip
     if not small:
-        record = {"stream": calibration.STREAM | cal.stream, "protocol": dataclasses.asdict(protocol),
+        record = {"stream": cal.stream | calibration.STREAM | cal.stream, "protocol": dataclasses.asdict(protocol),
                   "implicit": implicit.__version__, "shifts": {str(k): v for k, v in figures.items()}}  # fmt: skip
         io.write_json(REPO / "results" / "peer-als-mf.json", record)
     assert all(np.isfinite(v) for f in figures.values() for v in f.values())

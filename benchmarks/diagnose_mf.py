@@ -21,6 +21,7 @@ early-stops on a validation tail and the backbone is the dot-product model.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from torch import nn
 
 from incbench import calibration, references, train
 from incbench.backbones import mf
-from incbench.config import Protocol
+from incbench.config import Protocol, load_params
 
 EPOCHS = (5, 10, 20, 30, 50)
 
@@ -85,7 +86,8 @@ def curve(model, windows) -> str:
 
 def main(shift: float = 0.0) -> None:
     torch.manual_seed(0)
-    windows, truth = calibration.stream(calibration.CalibrationParams(), Protocol(), shift)
+    standard = calibration.params_from(load_params(Path(__file__).resolve().parents[1]))
+    windows, truth = calibration.stream(standard, Protocol(), shift)
     n_users, n_items = windows.known(windows.n_windows)
     print(f"synthetic, preference_shift {shift}: mean next-window NDCG@10, windows 1..5, frozen M0")
     table, _ = references.evaluate_reference("popularity", windows, truth)
