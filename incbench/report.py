@@ -59,9 +59,13 @@ QUALITY: list[Column] = [  # headline: warm users, windows 2..N (summary["next_w
 MARKED = {f"warm_user:{m}": m for m in (*TESTED, "user_auc")}  # column -> tested per-user metric
 
 
+def _leads_with_auc(protocol) -> bool:
+    return PRESET_HEADLINES.get(protocol.preset) == "auc"
+
+
 def quality_columns(protocol) -> list[Column]:
     """QUALITY, or for a preset that leads with AUC (lsat): AUC and User AUC first."""
-    if PRESET_HEADLINES.get(protocol.preset) != "auc":
+    if not _leads_with_auc(protocol):
         return QUALITY
     return [column("auc"), column("warm_user:user_auc"), *(c for c in QUALITY if c[0] != "auc")]
 
@@ -69,7 +73,7 @@ def quality_columns(protocol) -> list[Column]:
 def tested(protocol) -> tuple[str, ...]:
     """The per-user metrics of the significance tests: TESTED, plus user_auc for a preset
     that leads with AUC (the test of AUC needs a per-user unit: each user's own AUC)."""
-    return (*TESTED, "user_auc") if PRESET_HEADLINES.get(protocol.preset) == "auc" else TESTED
+    return (*TESTED, "user_auc") if _leads_with_auc(protocol) else TESTED
 
 
 COST: list[Column] = [column(m) for m in (
