@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,53 @@ def test_stage_startup(benchmark, kind):
     print(f"{kind}: {seconds:.2f} s, imports {loaded or 'none of ' + ', '.join(HEAVY)}")
     if kind == "pretrain / run":
         assert "sklearn" not in loaded and "matplotlib" not in loaded and "optuna" not in loaded
+
+
+def dvc_bookkeeping(lock: Path, repeats: int) -> dict:
+    """What `dvc repro` spends per stage besides the command, measured on a copy of this
+    repository's dvc.lock: rewriting the lock after the stage (DVC's round-trip YAML, pure
+    Python whatever is installed) and one plain load of it or of params.yaml (DVC parses
+    params.yaml once per `params:` entry it checks), with the C parser when
+    ruamel.yaml.clib is installed."""
+    import shutil
+    import tempfile
+
+    from dvc.utils.serialize import load_yaml, modify_yaml
+    from ruamel.yaml import YAML
+
+    out = {"c_parser": "CParser" in YAML(typ="safe").Parser.__name__,
+           "lock_lines": lock.read_text().count("\n")}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "dvc.lock"
+        shutil.copy(lock, copy)
+        rewrite, load = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            with modify_yaml(str(copy)) as data:
+                data.setdefault("stages", {})
+            rewrite.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            load_yaml(str(copy))
+            load.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    load_yaml(str(lock.parent / "params.yaml"))
+    out.update(lock_rewrite_s=statistics.median(rewrite), lock_load_s=statistics.median(load),
+               params_load_s=time.perf_counter() - t0)  # fmt: skip
+    return out
+
+
+def test_dvc_bookkeeping(benchmark):
+    lock = Path(__file__).resolve().parents[1] / "dvc.lock"
+    if not lock.exists():
+        pytest.skip("no dvc.lock: run the pipeline first")
+    figures = dvc_bookkeeping(lock, 1 if benchmark.disabled else 3)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    benchmark.extra_info.update({k: round(v, 3) if isinstance(v, float) else v
+                                 for k, v in figures.items()})  # fmt: skip
+    print(
+        f"dvc per stage: lock rewrite {figures['lock_rewrite_s']:.2f} s "
+        f"({figures['lock_lines']} lines), lock load {figures['lock_load_s']:.2f} s, "
+        f"params.yaml load {figures['params_load_s'] * 1000:.0f} ms "
+        f"(C parser: {figures['c_parser']})"
+    )
+    assert figures["lock_lines"] > 0
