@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from incbench import io, method, provenance, train
+from incbench import checkpoint, io, method, provenance
 from incbench.config import budget_from, load_params, protocol_from
 from incbench.meter import Meter
 from incbench.paths import model_dir, pretrain_record, run_dir, tuned_params, windows_dir
@@ -45,7 +45,7 @@ def pretrain(dataset: str, backbone: str, seed: int, root: Path) -> Path:
     windows = load_windows(windows_dir(root, dataset))
     with Meter(device) as meter:
         model, fit = pretrain_model(windows, module, bparams, protocol, seed, device, budget)
-    train.save_model(model, backbone, out)
+    checkpoint.save_model(model, backbone, out)
     served = copy.deepcopy(model)  # serving latency is the backbone's, measured once: M0 on
     served.grow(*windows.known(1))  # window 1's catalogue, for window 1's users
     serving_figures = measure_serving(
@@ -91,7 +91,7 @@ def run(dataset: str, backbone: str, method_name: str, seed: int, root: Path) ->
         return out
     split_dir = windows_dir(root, dataset)
     windows = load_windows(split_dir)
-    _, m0 = train.load_model(model_dir(root, dataset, backbone, seed), device)
+    _, m0 = checkpoint.load_model(model_dir(root, dataset, backbone, seed), device)
     setup = Setup(windows, spec, mparams, protocol, backbone, bmodule, bparams, seed, device,
                   budget=budget)  # fmt: skip
     result = run_protocol(setup, m0)

@@ -11,18 +11,15 @@ cannot change, and their previous flags are restored afterwards.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from incbench import IncbenchError, io
+from incbench import IncbenchError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,21 +203,14 @@ def fit(
             tail = tail.fixed()
             tail_unique = int(tail[1].unique().numel()) if per_item else 0
             opt = _adam(model, groups, lr, weight_decay)
-            best, best_epoch, losses, steps, examples = math.inf, 0, [], 0, 0
-            for epoch in range(1, epochs + 1):
-                loss, s, e = select.run(model, opt, batch_size, 0, lr, extra_loss)
-                losses.append(loss)
-                steps, examples = steps + s, examples + e
-                with torch.no_grad():
-                    val = float(nn.functional.binary_cross_entropy_with_logits(
-                        model.score(*tail[:2], rows=tail[3]), tail[2]))  # fmt: skip
-                work["eval_calls"] = work.get("eval_calls", 0) + 1
-                work["eval_examples"] = work.get("eval_examples", 0) + len(tail[0])
-                work["eval_unique_items"] = work.get("eval_unique_items", 0) + tail_unique
-                if val < best - 1e-6:
-                    best, best_epoch = val, epoch
-                elif epoch - best_epoch >= patience:
-                    break
+
+            def tail_bce() -> float:
+                return float(nn.functional.binary_cross_entropy_with_logits(
+                    model.score(*tail[:2], rows=tail[3]), tail[2]))  # fmt: skip
+
+            best, best_epoch, epoch, losses, steps, examples, _ = _select_epoch(
+                model, select, opt, tail_bce, (len(tail[0]), tail_unique), work, epochs=epochs,
+                patience=patience, batch_size=batch_size, lr=lr, extra_loss=extra_loss)  # fmt: skip
             stopped = "early_stop" if epoch < epochs else "max_epochs"
             with torch.no_grad():
                 for p, p0 in zip(params, start):
@@ -264,23 +254,16 @@ def _fit_held_out(model, params, interactions, validation, groups, rng, work, *,
     val = _Epochs(validation.rows, n_negatives, n_items, rng, device).fixed()
     val_unique = int(val[1].unique().numel()) if per_item else 0
     opt = _adam(model, groups, lr, weight_decay)
-    best, best_epoch, best_params, losses, steps, examples = math.inf, 0, None, [], 0, 0
-    for epoch in range(1, epochs + 1):
-        loss, s, e = run.run(model, opt, batch_size, 0, lr, extra_loss)
-        losses.append(loss)
-        steps, examples = steps + s, examples + e
+
+    def held_out_bce() -> float:
         # rows=None: the validation rows are not the fit's rows; they see served features
-        with torch.no_grad(), model.served_after(validation.observed):
-            value = float(nn.functional.binary_cross_entropy_with_logits(
+        with model.served_after(validation.observed):
+            return float(nn.functional.binary_cross_entropy_with_logits(
                 model.score(*val[:2]), val[2]))  # fmt: skip
-        work["eval_calls"] = work.get("eval_calls", 0) + 1
-        work["eval_examples"] = work.get("eval_examples", 0) + len(val[0])
-        work["eval_unique_items"] = work.get("eval_unique_items", 0) + val_unique
-        if value < best - 1e-6:
-            best, best_epoch = value, epoch
-            best_params = [p.detach().clone() for p in params]
-        elif epoch - best_epoch >= patience:
-            break
+
+    best, best_epoch, epoch, losses, steps, examples, best_params = _select_epoch(
+        model, run, opt, held_out_bce, (len(val[0]), val_unique), work, epochs=epochs,
+        patience=patience, batch_size=batch_size, lr=lr, extra_loss=extra_loss, keep=params)  # fmt: skip
     if best_params is None:  # no finite validation value: the last epoch's weights stay
         best_epoch, best_params = epoch, params
     with torch.no_grad():
@@ -290,6 +273,32 @@ def _fit_held_out(model, params, interactions, validation, groups, rng, work, *,
     work["unique_items"] = run.unique
     return FitResult(steps, examples, losses[best_epoch - 1], losses[0], best_epoch, stopped,
                      best, **work)  # fmt: skip
+
+
+def _select_epoch(model, epochs_of, opt, validate, eval_size: tuple[int, int], work: dict, *, epochs,
+                  patience, batch_size, lr, extra_loss, keep=None):  # fmt: skip
+    """Early stopping, shared by both rules: train epoch by epoch on `epochs_of` (an _Epochs);
+    after each epoch `validate()` (a validation BCE, no gradients), counted in `work` with
+    `eval_size` (examples, unique items); stop after `patience` epochs without a value better
+    by 1e-6. Returns (best value, best epoch, last epoch, losses per epoch, steps, examples,
+    copies of `keep` at the best epoch or None)."""
+    best, best_epoch, kept, losses, steps, examples = math.inf, 0, None, [], 0, 0
+    for epoch in range(1, epochs + 1):
+        loss, s, e = epochs_of.run(model, opt, batch_size, 0, lr, extra_loss)
+        losses.append(loss)
+        steps, examples = steps + s, examples + e
+        with torch.no_grad():
+            value = validate()
+        work["eval_calls"] = work.get("eval_calls", 0) + 1
+        work["eval_examples"] = work.get("eval_examples", 0) + eval_size[0]
+        work["eval_unique_items"] = work.get("eval_unique_items", 0) + eval_size[1]
+        if value < best - 1e-6:
+            best, best_epoch = value, epoch
+            if keep is not None:
+                kept = [p.detach().clone() for p in keep]
+        elif epoch - best_epoch >= patience:
+            break
+    return best, best_epoch, epoch, losses, steps, examples, kept
 
 
 class _Epochs:
@@ -353,122 +362,3 @@ class _Epochs:
             if max_steps and steps >= max_steps:
                 break
         return total / max(examples, 1), steps, examples
-
-
-def update_flops(
-    model: nn.Module, groups: tuple[str, ...], probe: pd.DataFrame, work: FitResult | int,
-    extra_loss: ExtraLoss | None = None,
-) -> int:  # fmt: skip
-    """FLOPs of the training pass `work` (a FitResult, or a number of examples) of `model`
-    with only `groups` trainable.
-
-    Every op of a step is linear in one of three things: the examples of the batch (user
-    and item rows, the head), the batch's *unique* items (an encoder that trains runs once
-    per unique item, not per example) or nothing (once per step, e.g. a map over the whole
-    catalogue). Three probe steps on the probe's rows, counted with FlopCounterMode outside
-    any timed region (parameters and optimiser untouched), solve for the three rates:
-
-        probe P (r rows, u unique items)       F(P)  = a·r  + b·u  + c
-        P twice (2r rows, the same u items)    F(PP) = 2a·r + b·u  + c
-        P's rows of half its items (r', u')    F(P') = a·r' + b·u' + c
-
-    and the pass costs a·examples + b·Σ unique + c·steps, plus the same three rates for its
-    validation passes (forward only) and the counted pre-fit work (`setup_flops`). Elementwise
-    optimiser work is not counted (torch's convention).
-    """
-    from incbench.meter import count_flops
-
-    if isinstance(work, int):
-        work = FitResult(0, work, float("nan"))
-    if (work.examples == 0 and work.eval_examples == 0) or len(probe) == 0:
-        return work.setup_flops
-    chosen = {id(p) for p in trainable_parameters(model, list(groups))}
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    device = next(model.parameters()).device
-    grads = {id(p): p.grad for p in model.parameters()}
-    probe = probe.reset_index(drop=True)
-    items = probe["item_idx"].unique()
-    half = probe[probe["item_idx"].isin(items[: max(1, len(items) // 2)])]
-    variants = [probe, pd.concat([probe, probe], ignore_index=True), half]
-
-    def counted(rows: pd.DataFrame, train: bool) -> int:
-        rows = rows.reset_index(drop=True)
-        users = torch.from_numpy(rows["user_idx"].to_numpy(np.int64, copy=True)).to(device)
-        items = torch.from_numpy(rows["item_idx"].to_numpy(np.int64, copy=True)).to(device)
-        labels = torch.zeros(len(rows), device=device)
-        model.prepare_training(rows, probe=True)
-        try:
-
-            def step():
-                positions = torch.arange(len(rows), device=device)
-                with torch.set_grad_enabled(train):
-                    if not train:
-                        logits = model.score(users, items, rows=positions)
-                        nn.functional.binary_cross_entropy_with_logits(logits, labels)
-                        return
-                    logits, penalty = model.score_and_penalty(users, items, rows=positions)
-                    loss = nn.functional.binary_cross_entropy_with_logits(logits, labels)
-                    full = loss if penalty is None else loss + penalty
-                    if extra_loss is not None:  # e.g. a teacher's forward pass: counted too
-                        full = full + extra_loss(model, Batch(users, items, labels, positions))
-                full.backward()
-
-            return count_flops(step)
-        finally:
-            model.finish_training()
-            for p in model.parameters():
-                p.grad = None
-
-    def rates(train: bool) -> tuple[float, float, float]:
-        (r1, u1), (r2, _), (r3, u3) = ((len(v), v["item_idx"].nunique()) for v in variants)
-        if u1 == u3 and (work.unique_items or work.eval_unique_items):
-            raise IncbenchError("the FLOP probe needs rows on at least two distinct items to "
-                                "separate per-item from per-step work")  # fmt: skip
-        f1, f2, f3 = (counted(v, train) for v in variants)
-        a = (f2 - f1) / (r2 - r1)
-        b = (f1 - f3 - a * (r1 - r3)) / (u1 - u3) if u1 > u3 else 0.0
-        return a, b, f1 - a * r1 - b * u1
-
-    try:
-        for p in model.parameters():
-            p.requires_grad_(id(p) in chosen)
-            p.grad = None
-        total = float(work.setup_flops)
-        if work.examples:
-            a, b, c = rates(train=True)
-            # without a per-item count, per-item work is 0 (nothing per item trains): b·u -> 0
-            b = b if work.unique_items else 0.0
-            total += a * work.examples + b * work.unique_items + c * work.steps
-        if work.eval_examples:
-            a, b, c = rates(train=False)
-            total += a * work.eval_examples + b * work.eval_unique_items + c * work.eval_calls
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-            p.grad = grads[id(p)]
-    return int(round(total))
-
-
-# ---- checkpoints: safetensors weights + JSON config (never pickle) --------------------------
-
-
-def save_model(model: nn.Module, backbone: str, folder: Path) -> None:
-    with io.atomic_dir(folder) as build:
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, str(build / "model.safetensors"))
-        io.write_json(build / "config.json", {"backbone": backbone, **model.config()})
-
-
-def load_model(folder: Path, device: str = "cpu") -> tuple[str, nn.Module]:
-    from incbench import backbones
-    from incbench.config import from_mapping
-
-    cfg_path = folder / "config.json"
-    if not cfg_path.exists():
-        raise IncbenchError(f"no model at {folder}: run the pretrain stage first (dvc repro)")
-    cfg = json.loads(cfg_path.read_text())
-    module = backbones.get(cfg["backbone"])
-    params = from_mapping(module.Params, cfg["params"], f"{folder}/config.json params")
-    model = module.build(params, cfg["n_users"], cfg["n_items"], seed=0, config=cfg)
-    model.load_state_dict(load_file(str(folder / "model.safetensors"), device=device))
-    return cfg["backbone"], model.to(device).eval()

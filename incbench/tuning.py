@@ -74,7 +74,7 @@ from typing import Any
 
 import pandas as pd
 
-from incbench import io, method, metric_registry, train
+from incbench import checkpoint, io, method, metric_registry, train
 from incbench.config import (
     ConfigError,
     Protocol,
@@ -275,7 +275,7 @@ def pretrain_inner(dataset: str, backbone: str, root: Path) -> Path:
         inner, inner_protocol = inner_windows(windows, protocol, cfg)
         for seed in cfg.seeds:
             m0, fit = pretrain_model(inner, bmodule, bparams, inner_protocol, seed, device, budget)
-            train.save_model(m0, backbone, build / f"seed-{seed}")
+            checkpoint.save_model(m0, backbone, build / f"seed-{seed}")
             key = inner_key(inner_protocol, bparams, windows, seed, budget.max_steps, device)
             io.write_json(build / f"seed-{seed}.json", {"key": key, **dataclasses.asdict(fit)})
     return out
@@ -286,7 +286,7 @@ def _stored_inner_m0(folder: Path, key: str, device: str):
     meta = folder.parent / f"{folder.name}.json"
     if not meta.exists() or json.loads(meta.read_text()).get("key") != key:
         return None
-    return train.load_model(folder, device)[1]
+    return checkpoint.load_model(folder, device)[1]
 
 
 def shared_storage(url: str):

@@ -174,7 +174,7 @@ def small_setup(root: Path, method_name: str, overrides: dict | None = None, see
     """(Setup, M0) for one method on the small project, as `incbench run` builds them."""
     import copy
 
-    from incbench import method, train
+    from incbench import checkpoint, method
     from incbench.backbones import text
     from incbench.config import load_params, protocol_from
     from incbench.paths import model_id
@@ -190,7 +190,7 @@ def small_setup(root: Path, method_name: str, overrides: dict | None = None, see
                       bparams, seed, budget=budget)  # fmt: skip
         return setup, copy.deepcopy(m0)
     bmodule, bparams = backbone_params(params, "mf")
-    _, m0 = train.load_model(root / "models" / model_id("synthetic", "mf", 0))
+    _, m0 = checkpoint.load_model(root / "models" / model_id("synthetic", "mf", 0))
     setup = Setup(windows, spec, spec.params(overrides), protocol_from(params), "mf", bmodule,
                   bparams, seed)  # fmt: skip
     return setup, m0

@@ -6,7 +6,7 @@ import pandas as pd
 import torch
 
 from incbench.backbones import mf
-from incbench.train import load_model, save_model
+from incbench.checkpoint import load_model, save_model
 
 
 def model():

@@ -34,7 +34,7 @@ def _probe_model():
 
 
 def test_flops_match_a_hand_count_for_a_small_model():
-    from incbench.train import update_flops
+    from incbench.flops import update_flops
 
     model, probe = _probe_model()
     B, d = 5, 4
@@ -54,7 +54,7 @@ def test_flops_match_a_hand_count_for_a_small_model():
 def test_flop_probe_changes_nothing():
     import torch
 
-    from incbench.train import update_flops
+    from incbench.flops import update_flops
 
     model, probe = _probe_model()
     before = [p.detach().clone() for p in model.parameters()]
@@ -88,7 +88,7 @@ def test_update_flops_equal_the_flops_counted_over_the_real_fit(small_project, g
     stopping or a step cap — as FlopCounterMode counts them over the whole fit."""
     import copy
 
-    from incbench import train
+    from incbench import flops, train
     from incbench.meter import count_flops
     from incbench.protocol import base_train
     from incbench.split import load_windows
@@ -111,7 +111,7 @@ def test_update_flops_equal_the_flops_counted_over_the_real_fit(small_project, g
     capped = bool(cap) and "layer.1" in groups  # the cap binds only encoder fits
     assert fit.steps > 0 and (fit.eval_calls > 0) == (not capped)
     assert (fit.unique_items > 0) == ("layer.1" in groups)
-    predicted = train.update_flops(model, groups, rows.iloc[:32], fit)  # PROBE_ROWS
+    predicted = flops.update_flops(model, groups, rows.iloc[:32], fit)  # PROBE_ROWS
     assert predicted == pytest.approx(counted, rel=1e-6)
 
 
