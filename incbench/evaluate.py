@@ -32,6 +32,7 @@ from incbench.metrics import (
     tie_priority,
     top_k,
     user_auc,
+    weighted_auc,
 )
 
 USER_CHUNK = 1024
@@ -101,17 +102,18 @@ def next_window(model, periods: list[pd.DataFrame], t: int, known: list[tuple[in
     warm_rows = window["user_idx"].to_numpy() < n_users_before
     scores = logits(model, window, device)
     labels, users = window["positive"].to_numpy(), window["user_idx"].to_numpy()
-    metrics = classification(labels[warm_rows], scores[warm_rows], threshold, users[warm_rows])
-    cold = classification(labels[~warm_rows], scores[~warm_rows], threshold, users[~warm_rows])
+    # each warm user's AUC over its rated rows of window t (users with both labels): GAUC's
+    # terms, and the per-user unit behind a test of AUC (analysis.py)
+    auc = user_auc(labels[warm_rows], scores[warm_rows], users[warm_rows])
+    metrics = classification(labels[warm_rows], scores[warm_rows], threshold)
+    metrics["gauc"] = weighted_auc(auc)
+    cold = classification(labels[~warm_rows], scores[~warm_rows], threshold)
     metrics.update({f"cold_user:{k}": cold[k] for k in ("auc", "accuracy", "f1", "logloss")})
     metrics["threshold"] = threshold
     metrics["warm_rows"] = float(warm_rows.sum())
     positives = window.loc[window["positive"], ["user_idx", "item_idx"]]
     per_user = rank_users(model, positives, seen, n_items, n_items_before, device, tie_seed)
     per_user["cold_user"] = per_user["user_idx"] >= n_users_before
-    # each ranked warm user's AUC over its rated rows of window t (NaN without both labels):
-    # the per-user unit behind a test of AUC (analysis.py)
-    auc = user_auc(labels[warm_rows], scores[warm_rows], users[warm_rows])
     per_user = per_user.merge(auc[["user_idx", "user_auc"]], on="user_idx", how="left")
     metrics["warm_user:user_auc"] = _mean(per_user.loc[~per_user["cold_user"], "user_auc"])
     ranking_cols = [c for c in per_user.columns if "@" in c]

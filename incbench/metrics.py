@@ -95,8 +95,13 @@ def user_auc(labels: np.ndarray, logits: np.ndarray, users: np.ndarray) -> pd.Da
 
 def gauc(labels: np.ndarray, logits: np.ndarray, users: np.ndarray) -> float:
     """Per-user ROC-AUC, averaged over users with both labels, weighted by their rows."""
+    return weighted_auc(user_auc(labels, logits, users))
+
+
+def weighted_auc(per_user: pd.DataFrame) -> float:
+    """GAUC from a `user_auc` frame: its AUCs averaged, weighted by each user's rows."""
     total = weight = 0.0
-    for auc, rows in user_auc(labels, logits, users)[["user_auc", "rows"]].itertuples(index=False):
+    for auc, rows in per_user[["user_auc", "rows"]].itertuples(index=False):
         total += auc * rows
         weight += rows
     return total / weight if weight else float("nan")

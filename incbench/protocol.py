@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from incbench import backbones, evaluate, method, metric_registry, train
+from incbench import backbones, evaluate, flops, method, metric_registry, train
 from incbench.config import (
     Budget,
     ConfigError,
@@ -161,16 +161,16 @@ def make_context(
 ) -> method.UpdateContext:
     """The UpdateContext for window t (the model must already cover the users/items of t)."""
     n_users, n_items = setup.known(t)
-    period = setup.windows.periods[t]
+    window = train_rows(setup.windows, t)
     return method.UpdateContext(
-        model=model, window=period[period["part"] == "train"].reset_index(drop=True),
+        model=model, window=window,
         history=pd.concat(history, ignore_index=True), t=t, seed=setup.seed, n_users=n_users,
         n_items=n_items, backbone=setup.backbone, backbone_params=setup.bparams,
         rng=np.random.default_rng(train.seed_for(setup.seed, t, "method", setup.spec.name)),
         state=state, build=functools.partial(setup.build, n_users, n_items),
         fit_defaults={"n_negatives": setup.protocol.n_negatives, "batch_size": setup.bparams.batch_size,
                       **fit_options(setup.bparams, setup.budget),
-                      **validation(setup.protocol, setup.windows, t)},
+                      **validation(setup.protocol, setup.windows, t, window)},
         device=setup.device, m0=m0, periods=tuple(history),
         step_budget=setup.protocol.step_budget,
     )  # fmt: skip
@@ -190,12 +190,15 @@ def train_rows(windows: Windows, t: int) -> pd.DataFrame:
     return period[period["part"] == "train"].reset_index(drop=True)
 
 
-def validation(protocol: Protocol, windows: Windows, t: int) -> dict:
+def validation(protocol: Protocol, windows: Windows, t: int,
+               observed: pd.DataFrame | None = None) -> dict:  # fmt: skip
     """`selection: holdout`: period t's holdout part is every fit's validation frame, scored
-    as served after period t's train part (as the guard and the next window see the model)."""
+    as served after period t's train part (as the guard and the next window see the model;
+    `observed`: that train part when the caller holds it already)."""
     if protocol.selection != "holdout":
         return {}
-    return {"validation": train.Validation(holdout_rows(windows, t), train_rows(windows, t))}
+    observed = train_rows(windows, t) if observed is None else observed
+    return {"validation": train.Validation(holdout_rows(windows, t), observed)}
 
 
 def holdout_auc(model, windows: Windows, t: int, device: str) -> float:
@@ -262,7 +265,7 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
         changed, delta = update_delta(before, model)
         del before
         probe = ctx.window.iloc[:PROBE_ROWS]
-        flops = 0 if setup.lean else sum(train.update_flops(m, g, probe, work, extra)
+        n_flops = 0 if setup.lean else sum(flops.update_flops(m, g, probe, work, extra)
                                          for m, g, work, extra in ctx.fits)  # fmt: skip
         trainable = sum(p.numel() for name, ps in candidate.groups() if name in ctx.trained
                         for p in ps)  # fmt: skip
@@ -274,14 +277,14 @@ def run_protocol(setup: Setup, m0: torch.nn.Module) -> RunResult:
             "other_cpu_share": meter.result.other_cpu_share, "steal_share": meter.result.steal_share,
             "loadavg_1m": meter.result.loadavg_1m,
             "trainable_params": trainable, "changed_params": changed, "delta_bytes": delta,
-            "train_rows": len(ctx.window), "update_gflops": flops / 1e9,
+            "train_rows": len(ctx.window), "update_gflops": n_flops / 1e9,
             **fit_record(ctx.results), **(guard if guarded else {}),
         }  # fmt: skip
         rows.append({"window": t, "status": "ok", **metrics, **cost})
         history.append(ctx.window)
-        if not guarded:  # (the guard fed both candidates already)
+        if not guarded:  # (the guard fed and invalidated both candidates already)
             model.observe(ctx.window)  # the protocol feeds user features, every method alike
-        model.invalidate()  # weights may have changed outside fit (e.g. merged adapters)
+            model.invalidate()  # weights may have changed outside fit (e.g. merged adapters)
         model.eval()
         if not setup.lean:  # what a server pays after this update: rebuild the item index
             rows[-1]["index_rebuild_ms"] = index_rebuild_ms(model, known[t][1], device)
