@@ -17,7 +17,7 @@ import yaml
 
 from incbench import io
 from incbench.config import ConfigError, HardwareProfile, budget_from
-from incbench.meter import CONTENDED
+from incbench.meter import CONTENDED, TICK_S
 from incbench.metric_registry import HEADLINE, RETENTION_MATRICES
 from incbench.paths import run_dir, tuning_dir
 from incbench.records import RunRecord
@@ -105,13 +105,11 @@ def _record(root, folder, params, dataset, backbone, method_name, seed) -> list[
     )]  # fmt: skip
 
 
-TICK_S = 0.1  # /proc/stat counts CPU time in 10 ms ticks: a shorter update's shares are noise
-
-
 def contention(per_window: pd.DataFrame) -> dict:
     """Contended windows and the largest share of others' (or steal) CPU, from the per-window
     rows, over the updates long enough to measure it (>= TICK_S: one 10 ms tick of any other
-    process is 100% of a 5 ms update on 2 CPUs); cost.json's counts include the short ones."""
+    process is 100% of a 5 ms update on 2 CPUs). The meter records no share for those (NaN);
+    records from before it did are filtered here the same way."""
     if "other_cpu_share" not in per_window or "update_wall_s" not in per_window:
         return {}
     measurable = per_window[per_window["update_wall_s"] >= TICK_S]

@@ -9,7 +9,8 @@ Contention: the machine-wide busy and steal CPU seconds (psutil.cpu_times) are r
 block; busy time that is not this process's is other processes' work. Its share of the block's
 capacity (wall x logical CPUs), the steal share and the load average are recorded, and a
 measurement with either share above CONTENDED is flagged in the tables. System-wide counters
-have a 10 ms tick, so blocks under ~0.1 s read as noisy.
+have a 10 ms tick, so a block shorter than TICK_S (0.1 s) records no shares (NaN): one tick of
+another process would read as 100% of a 5 ms block on 2 CPUs.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class Measurement:
 
 
 CONTENDED = 0.25  # other_cpu_share (or steal) above this marks a measurement as contended
+TICK_S = 0.1  # shorter blocks get no contention shares: /proc/stat counts in 10 ms ticks
 
 
 def _busy() -> tuple[float, float]:
@@ -166,6 +168,8 @@ class Meter:
         capacity = max(wall, 1e-9) * (psutil.cpu_count() or 1)
         others = max(busy - self._busy0[0] - cpu, 0.0) / capacity
         steal_share = max(steal - self._busy0[1], 0.0) / capacity
+        if wall < TICK_S:  # below the counters' resolution: not measurable
+            others = steal_share = float("nan")
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         self.result = Measurement(wall, cpu, peak / 2**20, (peak - self._mem0) / 2**20, kind,
                                   min(others, 1.0), min(steal_share, 1.0), load)  # fmt: skip
