@@ -115,7 +115,7 @@ def test_mf_against_implicit_als(benchmark):
               f"retrain/frozen: mf {f['mf_full_retrain'] / f['mf_frozen']:.2f}, "
               f"ALS {f['als_retrained'] / f['als_once']:.2f}")  # fmt: skip
     if not small:
-        record = {"stream": cal.stream | calibration.STREAM | cal.stream, "protocol": dataclasses.asdict(protocol),
+        record = {"stream": calibration.stream_options(cal), "protocol": dataclasses.asdict(protocol),
                   "implicit": implicit.__version__, "shifts": {str(k): v for k, v in figures.items()}}  # fmt: skip
         io.write_json(REPO / "results" / "peer-als-mf.json", record)
     assert all(np.isfinite(v) for f in figures.values() for v in f.values())

@@ -78,9 +78,15 @@ STREAM = {"drift": "gradual", "new_user_fraction": 0.0, "new_item_fraction": 0.0
           "popularity_drift": 0.0}  # fmt: skip
 
 
+def stream_options(cal: CalibrationParams) -> dict[str, Any]:
+    """The generator options of every calibration stream but its shift: STREAM, overridden by
+    params.yaml's calibration.stream, whose keys come first (the caption prints this)."""
+    return {**cal.stream, **{k: v for k, v in STREAM.items() if k not in cal.stream}}
+
+
 def stream(cal: CalibrationParams, protocol, shift: float) -> tuple[Windows, synthetic.Truth]:
     """The windows of one calibration stream, cut by the protocol, and its truth."""
-    sp = synthetic.params_from({**STREAM, **cal.stream, "preference_shift": shift})
+    sp = synthetic.params_from({**stream_options(cal), "preference_shift": shift})
     tables, truth = synthetic.simulate(sp)
     frames, items, users, entries, _ = split(tables, protocol)
     manifest = {"dataset": {"name": "synthetic", "version": "calibration", "params": dataclasses.asdict(sp)},
@@ -242,7 +248,7 @@ def render(
     seeds = table.attrs.get("seeds", list(cal.seeds))
     caption = (f"synthetic calibration / {backbone}: warm-user NDCG@10 per window; mean of windows "
                f"2..N ± std over seeds {seeds}; x frozen = mean of per-seed ratios; "
-               f"of oracle = share of the oracle's NDCG@10. Streams: {cal.stream | STREAM | cal.stream}, "
+               f"of oracle = share of the oracle's NDCG@10. Streams: {stream_options(cal)}, "
                "preference_shift per block. Methods untuned (file defaults).")  # fmt: skip
     header = [
         "shift",
