@@ -113,7 +113,7 @@ def contention(per_window: pd.DataFrame) -> dict:
     if "other_cpu_share" not in per_window or "update_wall_s" not in per_window:
         return {}
     measurable = per_window[per_window["update_wall_s"] >= TICK_S]
-    shares = measurable[["other_cpu_share", "steal_share"]].max(axis=1)
+    shares = measurable[["other_cpu_share", "steal_share"]].max(axis=1).dropna()
     return {"contended_windows": int((shares > CONTENDED).sum()),
             "other_cpu_share_max": float(shares.max()) if len(shares) else None}  # fmt: skip
 
