@@ -98,4 +98,6 @@ def test_dvc_bookkeeping(benchmark):
         f"params.yaml load {figures['params_load_s'] * 1000:.0f} ms "
         f"(C parser: {figures['c_parser']})"
     )
-    assert figures["lock_lines"] > 0
+    # set-up installs ruamel.yaml.clib (pyproject): without it every plain load above is the
+    # pure-Python parser, and `dvc status` here takes twice as long
+    assert figures["c_parser"], "ruamel.yaml.clib is missing: rerun `make setup`"
