@@ -17,7 +17,7 @@ import yaml
 
 from incbench import io
 from incbench.config import ConfigError, HardwareProfile, budget_from
-from incbench.meter import CONTENDED, TICK_S
+from incbench.meter import contention
 from incbench.metric_registry import HEADLINE, RETENTION_MATRICES
 from incbench.paths import run_dir, tuning_dir
 from incbench.records import RunRecord
@@ -103,19 +103,6 @@ def _record(root, folder, params, dataset, backbone, method_name, seed) -> list[
         tuning=f"{tuned['trials']} trials" if tuned else "defaults",
         by_window=[None if pd.isna(v) else float(v) for v in per_window[HEADLINE]], **extra,
     )]  # fmt: skip
-
-
-def contention(per_window: pd.DataFrame) -> dict:
-    """Contended windows and the largest share of others' (or steal) CPU, from the per-window
-    rows, over the updates long enough to measure it (>= TICK_S: one 10 ms tick of any other
-    process is 100% of a 5 ms update on 2 CPUs). The meter records no share for those (NaN);
-    records from before it did are filtered here the same way."""
-    if "other_cpu_share" not in per_window or "update_wall_s" not in per_window:
-        return {}
-    measurable = per_window[per_window["update_wall_s"] >= TICK_S]
-    shares = measurable[["other_cpu_share", "steal_share"]].max(axis=1).dropna()
-    return {"contended_windows": int((shares > CONTENDED).sum()),
-            "other_cpu_share_max": float(shares.max()) if len(shares) else None}  # fmt: skip
 
 
 def grid_seeds(params: dict, backbone: str) -> list[int]:

@@ -20,8 +20,12 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -201,3 +205,17 @@ def update_delta(before: dict, model) -> tuple[int, int]:
         row_bytes = (new.numel() // max(new.shape[0], 1) if new.dim() else 1) * new.element_size()
         nbytes += rows * row_bytes + (rows * 8 if new.dim() > 1 else 0)  # + row indices
     return changed, nbytes
+
+
+def contention(per_window: pd.DataFrame) -> dict:
+    """Contended windows and the largest share of others' (or steal) CPU, from a run's
+    per-window rows (protocol's cost.json and collect's tables use this one rule), over the
+    updates long enough to measure it (>= TICK_S: one 10 ms tick of any other process is 100%
+    of a 5 ms update on 2 CPUs). The meter records no share for those (NaN); records from
+    before it did are filtered here the same way."""
+    if "other_cpu_share" not in per_window or "update_wall_s" not in per_window:
+        return {}
+    measurable = per_window[per_window["update_wall_s"] >= TICK_S]
+    shares = measurable[["other_cpu_share", "steal_share"]].max(axis=1).dropna()
+    return {"contended_windows": int((shares > CONTENDED).sum()),
+            "other_cpu_share_max": float(shares.max()) if len(shares) else None}  # fmt: skip

@@ -30,7 +30,7 @@ from incbench.config import (
     Protocol,
     from_mapping,
 )
-from incbench.meter import CONTENDED, Meter, snapshot, update_delta
+from incbench.meter import Meter, contention, snapshot, update_delta
 from incbench.metrics import roc_auc
 from incbench.progress import progress
 from incbench.serving import index_rebuild_ms
@@ -356,8 +356,7 @@ def _result(setup: Setup, status, reason, rows, per_user, retention) -> RunResul
     if "update_wall_s" in ok and len(ok):  # robust to a few slow (busy-machine) windows
         cost["update_wall_s_median"] = clean(float(ok["update_wall_s"].median()))
         cost["update_cpu_s_median"] = clean(float(ok["update_cpu_s"].median()))
-        shares = ok[["other_cpu_share", "steal_share"]].max(axis=1)
-        cost["contended_windows"] = int((shares > CONTENDED).sum())
-        cost["other_cpu_share_max"] = clean(float(shares.max()))
+        cost.update({k: clean(v) if isinstance(v, float) else v
+                     for k, v in contention(ok).items()})  # fmt: skip
     users = pd.concat(per_user, ignore_index=True) if per_user else pd.DataFrame()
     return RunResult(summary, table, users, ret, cost)

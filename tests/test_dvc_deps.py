@@ -132,3 +132,17 @@ def test_no_import_circles():
         return False
 
     assert [m for m in modules if reaches(m, m, set())] == []
+
+
+def test_backbone_stages_depend_on_their_own_backbone_only():
+    """A backbone is loaded by name (importlib, invisible to the AST walk above): each stage
+    about one backbone depends on that backbone's file and the package's shared files, not on
+    the folder, so changing text.py leaves every mf result up to date."""
+    stages = _stages()
+    own = {"pretrain": "${item.backbone}", "pretrain_inner": "${item.backbone}",
+           "tune": "${item.backbone}", "run": "${item.backbone}", "calibrate": "${item}"}  # fmt: skip
+    for name, key in own.items():
+        deps = [str(d) for d in stages[name].get("do", stages[name])["deps"]]
+        backbone_deps = {d for d in deps if d.startswith("incbench/backbones")}
+        assert backbone_deps == {"incbench/backbones/__init__.py", "incbench/backbones/base.py",
+                                 f"incbench/backbones/{key}.py"}, name  # fmt: skip

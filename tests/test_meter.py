@@ -118,7 +118,7 @@ def test_update_flops_equal_the_flops_counted_over_the_real_fit(small_project, g
 def test_contention_counts_only_updates_long_enough_to_measure():
     import pandas as pd
 
-    from incbench.collect import TICK_S, contention
+    from incbench.meter import TICK_S, contention
 
     rows = pd.DataFrame({"update_wall_s": [0.004, 0.005, TICK_S, 2.0],
                          "other_cpu_share": [1.0, 0.9, 0.3, 0.1],
