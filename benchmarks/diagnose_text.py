@@ -54,7 +54,8 @@ def cold_item_rank(model, windows, t: int) -> float:
     return float(np.median((scores > own[:, None]).sum(1).numpy()))
 
 
-def serve_frozen(model, windows) -> dict:
+def serve_frozen(model, windows, first: int = 1) -> dict:
+    """M0 served unchanged on windows 1..N (profiles fed); the mean over windows first..N."""
     known = [windows.known(t) for t in range(windows.n_windows + 1)]
     per_window = []
     for t in range(1, windows.n_windows + 1):
@@ -66,7 +67,8 @@ def serve_frozen(model, windows) -> dict:
         per_window.append(values)
         period = windows.periods[t]
         model.observe(period[period["part"] == "train"])
-    return {k: round(float(np.nanmean([w[k] for w in per_window])), 4) for k in per_window[0]}
+    kept = per_window[first - 1 :]
+    return {k: round(float(np.nanmean([w[k] for w in kept])), 4) for k in kept[0]}
 
 
 def main(root: Path) -> dict:

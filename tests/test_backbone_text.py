@@ -96,6 +96,35 @@ def test_cached_and_uncached_item_vectors_agree(setup_m0, groups):
         assert torch.allclose(model.pooled(), reference, atol=1e-5)
 
 
+@pytest.mark.parametrize("groups", [["layer.5", "projection", "head"], None])
+def test_length_sorted_chunks_keep_the_callers_item_order(setup_m0, groups):
+    """Many small chunks (item_batch 7), items permuted and repeated: the encoded, the cached
+    (hidden states below the first trainable layer) and the catalogue paths all return each
+    item's own vector, in the caller's order, and gradients reach the trained layers."""
+    import dataclasses
+
+    windows, m0 = setup_m0
+    model = copy.deepcopy(m0)
+    model.params = dataclasses.replace(model.params, item_batch=7)
+    gen = torch.Generator().manual_seed(0)
+    items = torch.randperm(model.n_catalogue, generator=gen)[:40].repeat(2)
+    with torch.no_grad():
+        reference = torch.cat([model.encode(items[i : i + 1]) for i in range(len(items))])
+        assert torch.allclose(model._encode_chunked(items), reference, atol=1e-5)
+        model._pooled = None
+        assert torch.allclose(model.pooled()[items], reference, atol=1e-5)
+    chosen = {id(p) for p in train.trainable_parameters(model, groups)}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in chosen)
+    model.prepare_training(base_train(windows))
+    cached = model._train_pooled(items)
+    assert torch.allclose(cached.detach(), reference, atol=1e-5)
+    cached.sum().backward()
+    top = model.layers[-1]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in top.parameters())
+    model.finish_training()
+
+
 def test_frozen_encoder_is_encoded_once_and_a_changed_one_again(setup_m0):
     _, m0 = setup_m0
     model = copy.deepcopy(m0)
